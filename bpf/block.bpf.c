@@ -1,0 +1,215 @@
+/* block.bpf.c: block-layer probes, start -> issue -> complete.
+ *
+ * Attribution (pid, tid, comm, cgroup) is taken in the submitter's context at
+ * the start event, or at issue when there was none, and carried to the
+ * completion, which runs in interrupt or kworker context where `current` is
+ * someone else. Only tracepoint arguments are read; bcc takes their layout from
+ * the running kernel's tracefs format files, never from kernel headers, which
+ * is why generic distribution headers are safe to compile this with.
+ *
+ * Compile-time options, all validated integers passed as -D by loader.py:
+ *   IOLT_START_IO_START  start event is block_io_start (6.5+), else block_rq_insert
+ *   IOLT_BY_THREAD       keep thread ids in the stats key
+ *   IOLT_TOTAL_HIST      also keep a start -> complete histogram per key
+ *   IOLT_FILTER_DEV, IOLT_FILTER_SECTOR_LO/HI  one disk, optionally a sector range
+ *   IOLT_FILTER_TGID     one process
+ *   IOLT_FILTER_CGID, IOLT_FILTER_CGLEVEL      one cgroup v2 subtree
+ *   IOLT_FILTER_COMM_LO/HI                     comm as two little-endian u64
+ */
+#include "ioltrace.h"
+
+#define IOLT_EEXIST 17  /* errno value, fixed across Linux architectures */
+
+BPF_HASH(inflight, struct iolt_rq_key, struct iolt_rq, IOLT_INFLIGHT_ENTRIES);
+BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
+BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
+
+#if defined(IOLT_FILTER_TGID) || defined(IOLT_FILTER_CGID) || defined(IOLT_FILTER_COMM_LO)
+#define IOLT_TASK_FILTER 1
+#endif
+
+static __always_inline void count(u32 idx)
+{
+	u64 *c = counters.lookup(&idx);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
+
+static __always_inline int dev_wanted(u32 dev, u64 sector)
+{
+#ifdef IOLT_FILTER_DEV
+	if (dev != IOLT_FILTER_DEV)
+		return 0;
+#endif
+#ifdef IOLT_FILTER_SECTOR_HI
+	if (sector < IOLT_FILTER_SECTOR_LO || sector >= IOLT_FILTER_SECTOR_HI)
+		return 0;
+#endif
+	return 1;
+}
+
+/* Fills the attribution fields from current; returns 0 if filtered out. */
+static __always_inline int attribute(struct iolt_rq *rq)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	rq->tgid = id >> 32;
+	rq->tid = (u32)id;
+#ifdef IOLT_FILTER_TGID
+	if (rq->tgid != IOLT_FILTER_TGID)
+		return 0;
+#endif
+#ifdef IOLT_FILTER_CGID
+	if (bpf_get_current_ancestor_cgroup_id(IOLT_FILTER_CGLEVEL) != IOLT_FILTER_CGID)
+		return 0;
+#endif
+	bpf_get_current_comm(&rq->comm, sizeof(rq->comm));
+#ifdef IOLT_FILTER_COMM_LO
+	u64 *c = (u64 *)rq->comm;
+	if (c[0] != IOLT_FILTER_COMM_LO || c[1] != IOLT_FILTER_COMM_HI)
+		return 0;
+#endif
+	rq->cgid = bpf_get_current_cgroup_id();
+	return 1;
+}
+
+static __always_inline int on_start(u32 dev, u64 sector)
+{
+	if (!dev_wanted(dev, sector))
+		return 0;
+	struct iolt_rq_key key = {.dev = dev, .sector = sector};
+	struct iolt_rq rq = {};
+	if (!attribute(&rq))
+		return 0;
+	rq.start_ns = bpf_ktime_get_ns();
+	int ret = inflight.insert(&key, &rq);
+	if (ret == -IOLT_EEXIST) {
+		count(IOLT_CNT_COLLISION);
+		inflight.update(&key, &rq);
+	} else if (ret != 0) {
+		count(IOLT_CNT_DROPPED);
+	}
+	return 0;
+}
+
+#ifdef IOLT_START_IO_START
+TRACEPOINT_PROBE(block, block_io_start)
+{
+	return on_start(args->dev, args->sector);
+}
+#else
+TRACEPOINT_PROBE(block, block_rq_insert)
+{
+	return on_start(args->dev, args->sector);
+}
+#endif
+
+TRACEPOINT_PROBE(block, block_rq_issue)
+{
+	u32 dev = args->dev;
+	u64 sector = args->sector;
+	if (!dev_wanted(dev, sector))
+		return 0;
+	struct iolt_rq_key key = {.dev = dev, .sector = sector};
+	u64 now = bpf_ktime_get_ns();
+	struct iolt_rq *rq = inflight.lookup(&key);
+	if (rq) {
+		rq->issue_ns = now;
+		return 0;
+	}
+	/* Issued without a start event (direct issue, flush machinery, or
+	 * started before tracing): attribute here, queue time zero. */
+	struct iolt_rq fresh = {};
+	if (!attribute(&fresh))
+		return 0;
+	fresh.issue_ns = now;
+	count(IOLT_CNT_ISSUE_NO_START);
+	if (inflight.insert(&key, &fresh) != 0)
+		count(IOLT_CNT_DROPPED);
+	return 0;
+}
+
+static __always_inline void add_sample(struct iolt_stat_key *sk, u32 stage, u64 ns)
+{
+	struct iolt_hist_key hk = {.k = *sk, .stage = stage, .bucket = iolt_bucket(ns)};
+	u64 zero = 0;
+	u64 *c = hist.lookup_or_try_init(&hk, &zero);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+	else
+		count(IOLT_CNT_HIST_FULL);
+}
+
+TRACEPOINT_PROBE(block, block_rq_complete)
+{
+	u32 dev = args->dev;
+	u64 sector = args->sector;
+	if (!dev_wanted(dev, sector))
+		return 0;
+	struct iolt_rq_key key = {.dev = dev, .sector = sector};
+	struct iolt_rq *rq = inflight.lookup(&key);
+	if (!rq) {
+#ifndef IOLT_TASK_FILTER
+		/* With a task filter, other tasks' I/O lands here by design. */
+		count(IOLT_CNT_UNMATCHED);
+#endif
+		return 0;
+	}
+	u64 now = bpf_ktime_get_ns();
+	u64 issue = rq->issue_ns ? rq->issue_ns : now;
+	u64 start = rq->start_ns ? rq->start_ns : issue;
+	s64 qns = (s64)(issue - start), dns = (s64)(now - issue);
+	if (qns < 0 || dns < 0) {
+		count(IOLT_CNT_NEGATIVE);
+		qns = qns < 0 ? 0 : qns;
+		dns = dns < 0 ? 0 : dns;
+	}
+
+	struct iolt_stat_key sk = {};
+	sk.cgid = rq->cgid;
+	sk.tgid = rq->tgid;
+#ifdef IOLT_BY_THREAD
+	sk.tid = rq->tid;
+#endif
+	sk.dev = dev;
+	sk.op = iolt_op_from_rwbs(args->rwbs);
+
+	struct iolt_stat *st = stats.lookup(&sk);
+	if (!st) {
+		struct iolt_stat init = {};
+		__builtin_memcpy(init.comm, rq->comm, sizeof(init.comm));
+		if (stats.insert(&sk, &init) != 0 && !stats.lookup(&sk)) {
+			count(IOLT_CNT_STATS_FULL);
+			sk.cgid = 0;
+			sk.tgid = IOLT_OTHER_TGID;
+			sk.tid = 0;
+			sk.dev = 0;
+		}
+		st = stats.lookup(&sk);
+	}
+	inflight.delete(&key);
+	if (!st)
+		return 0;
+
+	int err = args->error;
+	__sync_fetch_and_add(&st->ios, 1);
+	if (err) {
+		__sync_fetch_and_add(&st->errors, 1);
+		struct iolt_err_key ek = {.k = sk, .err = err};
+		u64 zero = 0;
+		u64 *e = errs.lookup_or_try_init(&ek, &zero);
+		if (e)
+			__sync_fetch_and_add(e, 1);
+	} else {
+		__sync_fetch_and_add(&st->bytes, (u64)args->nr_sector << 9);
+	}
+	__sync_fetch_and_add(&st->queue_ns, (u64)qns);
+	__sync_fetch_and_add(&st->device_ns, (u64)dns);
+	add_sample(&sk, IOLT_STAGE_QUEUE, (u64)qns);
+	add_sample(&sk, IOLT_STAGE_DEVICE, (u64)dns);
+#ifdef IOLT_TOTAL_HIST
+	add_sample(&sk, IOLT_STAGE_TOTAL, (u64)(qns + dns));
+#endif
+	return 0;
+}

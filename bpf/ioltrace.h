@@ -1,0 +1,147 @@
+/* ioltrace.h: the structs and constants the kernel side writes and the Python
+ * side reads. This is the single definition of the map layouts and of the
+ * histogram bucket layout; ioltrace/layout.py mirrors it and
+ * tests/unit/test_layout.py compiles this header with the host C compiler to
+ * check that both agree. It must stay free of kernel includes so that the
+ * host compiler can build it: the few fixed-width types come from the
+ * includer (bcc's helpers.h in the kernel build, <stdint.h> in the test). */
+#ifndef IOLTRACE_H
+#define IOLTRACE_H
+
+/* Histogram buckets: log-linear in nanoseconds, 2^IOLT_SUB_BITS buckets per
+ * power of two. A value v < 2^IOLT_SUB_BITS has its own bucket; above that a
+ * bucket spans 1/32 of its power of two, so the bucket midpoint is within
+ * 1/64 (1.6%) of any value in it. IOLT_MAX_LOG2 = 35 covers values below
+ * 2^36 ns (68.7 s); larger values go to the overflow bucket. */
+#define IOLT_SUB_BITS 5                     /* 5 -> 32 sub-buckets; range 4..8 */
+#define IOLT_SUB_COUNT (1 << IOLT_SUB_BITS)
+#define IOLT_MAX_LOG2 35                    /* 2^36 ns = 68.7 s; range 30..62 */
+#define IOLT_OVERFLOW_BUCKET ((IOLT_MAX_LOG2 - IOLT_SUB_BITS + 2) * IOLT_SUB_COUNT)
+#define IOLT_NBUCKETS (IOLT_OVERFLOW_BUCKET + 1)  /* 1025 with the values above */
+
+/* Operations, decoded from the tracepoints' rwbs string. */
+#define IOLT_OP_READ 0
+#define IOLT_OP_WRITE 1
+#define IOLT_OP_FLUSH 2
+#define IOLT_OP_DISCARD 3
+#define IOLT_OP_OTHER 4
+#define IOLT_NOPS 5
+
+/* Stages of a block request. */
+#define IOLT_STAGE_QUEUE 0   /* start (io_start or rq_insert) -> rq_issue */
+#define IOLT_STAGE_DEVICE 1  /* rq_issue -> rq_complete */
+#define IOLT_STAGE_TOTAL 2   /* start -> rq_complete; recorded only with IOLT_TOTAL_HIST */
+
+/* Diagnostic counters, indexes into the "counters" array. */
+#define IOLT_CNT_UNMATCHED 0      /* completion with no start and no issue seen */
+#define IOLT_CNT_ISSUE_NO_START 1 /* issued without a start event: queue time 0 */
+#define IOLT_CNT_DROPPED 2        /* in-flight map full: request not tracked */
+#define IOLT_CNT_COLLISION 3      /* start for a (dev, sector) already in flight */
+#define IOLT_CNT_NEGATIVE 4       /* clock went backwards between two events */
+#define IOLT_CNT_STATS_FULL 5     /* stats map full: I/O counted under "other" */
+#define IOLT_CNT_HIST_FULL 6      /* histogram map full: sample not recorded */
+#define IOLT_NCOUNTERS 7
+
+/* Map sizes; user space may override them with -D (validated integers). */
+#ifndef IOLT_INFLIGHT_ENTRIES
+#define IOLT_INFLIGHT_ENTRIES 32768  /* 32 disks at queue depth 1024; range 1..1M */
+#endif
+#ifndef IOLT_STATS_ENTRIES
+#define IOLT_STATS_ENTRIES 16384     /* (pid, cgroup, disk, op) keys; range 8..1M */
+#endif
+#ifndef IOLT_HIST_ENTRIES
+#define IOLT_HIST_ENTRIES 262144     /* (stats key, stage, bucket) cells; range 8..4M */
+#endif
+
+/* tgid of the catch-all key that takes I/O once the stats map is full. */
+#define IOLT_OTHER_TGID 0xffffffffU
+
+/* In-flight requests are keyed by (dev, sector): the classic tracepoints give
+ * no request pointer. */
+struct iolt_rq_key {
+	__u32 dev;
+	__u32 _pad;
+	__u64 sector;
+};
+
+/* Attribution is captured in the submitter's context and carried here. */
+struct iolt_rq {
+	__u64 start_ns;  /* 0: no start event seen */
+	__u64 issue_ns;  /* 0: not issued yet */
+	__u64 cgid;
+	__u32 tgid;
+	__u32 tid;
+	char comm[16];
+};
+
+struct iolt_stat_key {
+	__u64 cgid;
+	__u32 tgid;
+	__u32 tid;   /* 0 unless built with IOLT_BY_THREAD */
+	__u32 dev;
+	__u32 op;
+};
+
+struct iolt_stat {
+	__u64 ios;        /* completed requests, failed ones included */
+	__u64 bytes;      /* bytes of successful completions */
+	__u64 errors;     /* completions with error != 0 */
+	__u64 queue_ns;   /* sum of queue times */
+	__u64 device_ns;  /* sum of device times */
+	char comm[16];    /* of the thread that submitted the first request */
+};
+
+struct iolt_hist_key {
+	struct iolt_stat_key k;
+	__u32 stage;
+	__u32 bucket;
+};
+
+struct iolt_err_key {
+	struct iolt_stat_key k;
+	__s32 err;   /* negative errno from block_rq_complete */
+	__u32 _pad;
+};
+
+/* floor(log2(v)) for v > 0, without loops (the verifier prefers it). */
+static inline __u32 iolt_log2(__u64 v)
+{
+	__u32 r, s;
+	r = (v > 0xffffffffULL) << 5; v >>= r;
+	s = (v > 0xffff) << 4; v >>= s; r |= s;
+	s = (v > 0xff) << 3; v >>= s; r |= s;
+	s = (v > 0xf) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (__u32)(v >> 1);
+	return r;
+}
+
+static inline __u32 iolt_bucket(__u64 ns)
+{
+	__u32 e;
+	if (ns < IOLT_SUB_COUNT)
+		return (__u32)ns;
+	e = iolt_log2(ns);
+	if (e > IOLT_MAX_LOG2)
+		return IOLT_OVERFLOW_BUCKET;
+	return (e - IOLT_SUB_BITS + 1) * IOLT_SUB_COUNT
+		+ (__u32)(ns >> (e - IOLT_SUB_BITS)) - IOLT_SUB_COUNT;
+}
+
+/* rwbs as the kernel's blk_fill_rwbs() writes it: an optional 'F' for a
+ * preflush, then the op letter (W, D, F for a pure flush, R, N), then flags. */
+static inline __u32 iolt_op_from_rwbs(const char *rwbs)
+{
+	char c = rwbs[0];
+	if (c == 'F' && (rwbs[1] == 'W' || rwbs[1] == 'R' || rwbs[1] == 'D' || rwbs[1] == 'N'))
+		c = rwbs[1];
+	switch (c) {
+	case 'R': return IOLT_OP_READ;
+	case 'W': return IOLT_OP_WRITE;
+	case 'F': return IOLT_OP_FLUSH;
+	case 'D': return IOLT_OP_DISCARD;
+	default: return IOLT_OP_OTHER;
+	}
+}
+
+#endif

@@ -1,0 +1,81 @@
+"""Histogram arithmetic on the fine log-linear buckets of layout.py.
+
+Pure numpy: merge, delta, percentiles and summary statistics of bucket
+counts, plus the coarse power-of-two rows the terminal view draws. It knows
+nothing of keys, maps or output formats.
+"""
+
+import math
+
+import numpy as np
+
+from . import layout
+
+PERCENTILES = (50, 90, 99, 99.9)
+
+
+def empty():
+    return np.zeros(layout.NBUCKETS, dtype=np.uint64)
+
+
+def from_samples(ns_values):
+    """Counts for raw samples in nanoseconds (tests and offline use)."""
+    return np.bincount(layout.buckets_of(ns_values), minlength=layout.NBUCKETS).astype(np.uint64)
+
+
+def percentile(counts, p):
+    """Nearest-rank percentile, reported as the bucket midpoint (ns).
+
+    Within 1/64 of the true sample value for any bucket above 32 ns.
+    Returns nan for an empty histogram.
+    """
+    total = int(counts.sum())
+    if total == 0:
+        return math.nan
+    rank = max(1, math.ceil(p / 100.0 * total))
+    idx = int(np.searchsorted(np.cumsum(counts, dtype=np.uint64), rank))
+    return float(layout.BUCKET_MID[idx])
+
+
+def summary(counts, exact_sum_ns=None):
+    """count, mean, stddev, min, max and PERCENTILES of a histogram (ns).
+
+    mean uses the kernel's exact sum when given; the rest use midpoints.
+    """
+    n = int(counts.sum())
+    out = {"count": n}
+    if n == 0:
+        for k in ("mean", "stddev", "min", "max") + tuple(f"p{p:g}" for p in PERCENTILES):
+            out[k] = math.nan
+        return out
+    nz = np.nonzero(counts)[0]
+    mids = layout.BUCKET_MID[nz]
+    w = counts[nz].astype(np.float64)
+    mean_mid = float((mids * w).sum() / n)
+    out["mean"] = float(exact_sum_ns) / n if exact_sum_ns is not None else mean_mid
+    out["stddev"] = float(math.sqrt(max(0.0, (w * (mids - mean_mid) ** 2).sum() / n)))
+    out["min"] = float(mids[0])
+    out["max"] = float(mids[-1])
+    for p in PERCENTILES:
+        out[f"p{p:g}"] = percentile(counts, p)
+    return out
+
+
+def coarse_rows(counts, unit_ns):
+    """Power-of-two rows in `unit_ns` units for drawing, like biolatency.
+
+    Row 0 holds values below 2 units, row r >= 1 values in [2^r, 2^(r+1)).
+    Each fine bucket goes to the row of its midpoint. Returns (low, high,
+    count) tuples in whole units, from row 0 to the last non-empty row.
+    """
+    nz = np.nonzero(counts)[0]
+    if len(nz) == 0:
+        return []
+    units = layout.BUCKET_MID[nz] / unit_ns
+    rows = np.floor(np.log2(np.maximum(units, 2.0))).astype(int)
+    rows[units < 2] = 0
+    agg = np.zeros(int(rows.max()) + 1, dtype=np.uint64)
+    np.add.at(agg, rows, counts[nz])
+    return [
+        (0 if r == 0 else 1 << r, (1 << (r + 1)) - 1, int(c)) for r, c in enumerate(agg)
+    ]

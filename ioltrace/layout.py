@@ -1,0 +1,145 @@
+"""The one Python mirror of bpf/ioltrace.h: constants, struct layouts, buckets.
+
+tests/unit/test_layout.py compiles the header with the host C compiler and
+checks every constant, struct size and bucket boundary here against it. This
+module must not import bcc: the ctypes structs below are what maps.py decodes
+raw map bytes with.
+"""
+
+import ctypes
+
+import numpy as np
+
+SUB_BITS = 5
+SUB_COUNT = 1 << SUB_BITS
+MAX_LOG2 = 35
+OVERFLOW_BUCKET = (MAX_LOG2 - SUB_BITS + 2) * SUB_COUNT
+NBUCKETS = OVERFLOW_BUCKET + 1
+
+OPS = ("read", "write", "flush", "discard", "other")
+STAGES = ("queue", "device", "total")
+STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL = 0, 1, 2
+
+COUNTERS = (
+    "unmatched",       # completion with no start and no issue seen
+    "issue_no_start",  # issued without a start event: queue time 0
+    "dropped",         # in-flight map full: request not tracked
+    "collision",       # start for a (dev, sector) already in flight
+    "negative",        # clock went backwards between two events
+    "stats_full",      # stats map full: I/O counted under "other"
+    "hist_full",       # histogram map full: sample not recorded
+)
+# Counters that mean lost or degraded data; issue_no_start is normal on
+# kernels that issue directly without inserting into a scheduler queue.
+ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full")
+
+OTHER_TGID = 0xFFFFFFFF
+
+DEFAULT_INFLIGHT_ENTRIES = 32768
+DEFAULT_STATS_ENTRIES = 16384
+DEFAULT_HIST_ENTRIES = 262144
+
+
+class RqKey(ctypes.Structure):
+    _fields_ = [("dev", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("sector", ctypes.c_uint64)]
+
+
+class Rq(ctypes.Structure):
+    _fields_ = [
+        ("start_ns", ctypes.c_uint64),
+        ("issue_ns", ctypes.c_uint64),
+        ("cgid", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+class StatKey(ctypes.Structure):
+    _fields_ = [
+        ("cgid", ctypes.c_uint64),
+        ("tgid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("dev", ctypes.c_uint32),
+        ("op", ctypes.c_uint32),
+    ]
+
+
+class Stat(ctypes.Structure):
+    _fields_ = [
+        ("ios", ctypes.c_uint64),
+        ("bytes", ctypes.c_uint64),
+        ("errors", ctypes.c_uint64),
+        ("queue_ns", ctypes.c_uint64),
+        ("device_ns", ctypes.c_uint64),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+class HistKey(ctypes.Structure):
+    _fields_ = [("k", StatKey), ("stage", ctypes.c_uint32), ("bucket", ctypes.c_uint32)]
+
+
+class ErrKey(ctypes.Structure):
+    _fields_ = [("k", StatKey), ("err", ctypes.c_int32), ("_pad", ctypes.c_uint32)]
+
+
+def bucket_of(ns):
+    """Bucket index of one value, exactly as iolt_bucket() in ioltrace.h."""
+    ns = int(ns)
+    if ns < SUB_COUNT:
+        return ns
+    e = ns.bit_length() - 1
+    if e > MAX_LOG2:
+        return OVERFLOW_BUCKET
+    return (e - SUB_BITS + 1) * SUB_COUNT + (ns >> (e - SUB_BITS)) - SUB_COUNT
+
+
+def _bounds():
+    low = np.zeros(NBUCKETS, dtype=np.float64)
+    high = np.zeros(NBUCKETS, dtype=np.float64)
+    for b in range(NBUCKETS):
+        if b < SUB_COUNT:
+            low[b], high[b] = b, b + 1
+        elif b == OVERFLOW_BUCKET:
+            low[b], high[b] = float(1 << (MAX_LOG2 + 1)), np.inf
+        else:
+            e = b // SUB_COUNT + SUB_BITS - 1
+            sub = b % SUB_COUNT + SUB_COUNT
+            width = 1 << (e - SUB_BITS)
+            low[b], high[b] = sub * width, (sub + 1) * width
+    return low, high
+
+
+# BUCKET_LOW[b] <= ns < BUCKET_HIGH[b] for every ns in bucket b (integers).
+BUCKET_LOW, BUCKET_HIGH = _bounds()
+# The value a bucket stands for: its midpoint, within 1/64 of any member.
+# A single-integer bucket stands for its integer; the overflow bucket for its
+# lower bound, the only finite thing known about it.
+BUCKET_MID = np.where(
+    BUCKET_HIGH - BUCKET_LOW <= 1,
+    BUCKET_LOW,
+    np.where(np.isinf(BUCKET_HIGH), BUCKET_LOW, (BUCKET_LOW + BUCKET_HIGH - 1) / 2.0),
+)
+
+
+def buckets_of(values):
+    """Vectorised bucket_of for a numpy array of non-negative integers."""
+    v = np.asarray(values, dtype=np.uint64)
+    out = np.empty(v.shape, dtype=np.int64)
+    small = v < SUB_COUNT
+    out[small] = v[small].astype(np.int64)
+    big = ~small
+    if big.any():
+        vb = v[big]
+        # bit_length - 1, exact for uint64 (float log2 rounds near powers of 2).
+        e = np.zeros(vb.shape, dtype=np.int64)
+        x = vb.copy()
+        for shift in (32, 16, 8, 4, 2, 1):
+            m = x >= (np.uint64(1) << np.uint64(shift))
+            e[m] += shift
+            x[m] >>= np.uint64(shift)
+        idx = (e - SUB_BITS + 1) * SUB_COUNT + (vb >> (e - SUB_BITS).astype(np.uint64)).astype(np.int64) - SUB_COUNT
+        idx[e > MAX_LOG2] = OVERFLOW_BUCKET
+        out[big] = idx
+    return out

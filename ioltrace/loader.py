@@ -1,0 +1,220 @@
+"""The only module that imports bcc: picks probes, compiles, attaches, reads.
+
+It turns validated options into -D flags (never pasting user text into C),
+chooses the start tracepoint by what this kernel has, and hands raw map
+entries to maps.py. It does not format or aggregate anything.
+"""
+
+import ctypes
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from . import headers, layout, maps
+from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
+
+
+class Options(NamedTuple):
+    """What the kernel side is built for; every field is an int or None."""
+
+    by_thread: bool = False
+    total_hist: bool = False
+    dev: int = None            # kernel dev_t encoding (major << 20 | minor)
+    sector_lo: int = None      # partition filter: [lo, hi) in 512-byte sectors
+    sector_hi: int = None
+    tgid: int = None
+    cgid: int = None
+    cglevel: int = None
+    comm: bytes = None         # at most 15 bytes
+    inflight_entries: int = layout.DEFAULT_INFLIGHT_ENTRIES
+    stats_entries: int = layout.DEFAULT_STATS_ENTRIES
+    hist_entries: int = layout.DEFAULT_HIST_ENTRIES
+
+
+def bpf_dir():
+    """bpf/ sources: inside the installed package, or beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "bpf", here.parent / "bpf"):
+        if (cand / "block.bpf.c").is_file():
+            return cand
+    raise KernelUnsupported(["bpf/block.bpf.c"], "the ioltrace installation is incomplete: reinstall it")
+
+
+def tracefs():
+    for d in TRACEFS_CANDIDATES:
+        if os.path.isdir(os.path.join(d, "events")):
+            return d
+    return None
+
+
+def tracepoint_exists(category, name, root=None):
+    root = root or tracefs()
+    return bool(root) and os.path.isdir(os.path.join(root, "events", category, name))
+
+
+def effective_caps():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def missing_privileges():
+    """[] when tracing is allowed; otherwise the capabilities to name."""
+    if os.geteuid() == 0:
+        return []
+    caps = effective_caps()
+    if caps & (1 << CAP_SYS_ADMIN):
+        return []
+    return [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not caps & (1 << bit)]
+
+
+def start_tracepoint(root=None):
+    # block_io_start appeared in 6.5 (commit 5a80bd075f3b) with the request's
+    # accounting start; older kernels have only block_rq_insert, which direct
+    # issue skips (those requests count with queue time zero).
+    if tracepoint_exists("block", "block_io_start", root):
+        return "block_io_start"
+    return "block_rq_insert"
+
+
+def cflags(opts, start_tp):
+    flags = [f"-DIOLT_INFLIGHT_ENTRIES={int(opts.inflight_entries)}",
+             f"-DIOLT_STATS_ENTRIES={int(opts.stats_entries)}",
+             f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}"]
+    if start_tp == "block_io_start":
+        flags.append("-DIOLT_START_IO_START")
+    if opts.by_thread:
+        flags.append("-DIOLT_BY_THREAD")
+    if opts.total_hist:
+        flags.append("-DIOLT_TOTAL_HIST")
+    if opts.dev is not None:
+        flags.append(f"-DIOLT_FILTER_DEV={int(opts.dev)}U")
+    if opts.sector_hi is not None:
+        flags.append(f"-DIOLT_FILTER_SECTOR_LO={int(opts.sector_lo)}ULL")
+        flags.append(f"-DIOLT_FILTER_SECTOR_HI={int(opts.sector_hi)}ULL")
+    if opts.tgid is not None:
+        flags.append(f"-DIOLT_FILTER_TGID={int(opts.tgid)}U")
+    if opts.cgid is not None:
+        flags.append(f"-DIOLT_FILTER_CGID={int(opts.cgid)}ULL")
+        flags.append(f"-DIOLT_FILTER_CGLEVEL={int(opts.cglevel)}")
+    if opts.comm is not None:
+        raw = bytes(opts.comm)[:15].ljust(16, b"\0")
+        flags.append(f"-DIOLT_FILTER_COMM_LO={int.from_bytes(raw[:8], 'little')}ULL")
+        flags.append(f"-DIOLT_FILTER_COMM_HI={int.from_bytes(raw[8:], 'little')}ULL")
+    return flags
+
+
+def import_bcc():
+    try:
+        import bcc  # noqa: F401
+        from bcc import BPF
+    except ImportError as e:
+        raise BccMissing(str(e)) from None
+    return BPF
+
+
+class Tracer:
+    """Compiled and attached block probes; close() detaches them."""
+
+    def __init__(self, opts=Options(), verbose=False):
+        self.opts = opts
+        missing = missing_privileges()
+        if missing:
+            raise NotPermitted(missing)
+        root = tracefs()
+        if root is None:
+            raise KernelUnsupported(["tracefs"], "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+        self.start_tp = start_tracepoint(root)
+        needed = [self.start_tp, "block_rq_issue", "block_rq_complete"]
+        absent = [f"block:{tp}" for tp in needed if not tracepoint_exists("block", tp, root)]
+        if absent:
+            raise KernelUnsupported(absent, "ioltrace needs the block tracepoints (CONFIG_BLK_DEV_IO_TRACE or CONFIG_TRACEPOINTS)")
+        self.tracepoints = [f"block:{tp}" for tp in needed]
+        BPF = import_bcc()
+        self.headers = headers.choose()
+        if self.headers.kind == "none":
+            raise HeadersMissing(os.uname().release)
+        os.environ.update(self.headers.env)
+        src = bpf_dir()
+        flags = cflags(opts, self.start_tp) + [f"-I{src}"]
+        t0 = time.monotonic()
+        self.bpf = self._compile(BPF, str(src / "block.bpf.c"), flags, verbose)
+        self.compile_s = time.monotonic() - t0
+        self._check_layout()
+        self._seed_other_keys()
+
+    @staticmethod
+    def _compile(BPF, path, flags, verbose):
+        # bcc prints compiler errors to fd 2 itself; keep them for -v only.
+        with tempfile.TemporaryFile() as log:
+            saved = os.dup(2)
+            os.dup2(log.fileno(), 2)
+            try:
+                return BPF(src_file=path.encode(), cflags=flags)
+            except Exception as e:  # bcc raises a bare Exception
+                os.dup2(saved, 2)
+                log.seek(0)
+                text = log.read().decode("utf-8", "replace")
+                if verbose and text:
+                    sys.stderr.write(text)
+                if "Operation not permitted" in text or "Permission denied" in str(e):
+                    raise NotPermitted() from None
+                first = next((l for l in text.splitlines() if "error" in l), str(e))
+                raise CompileFailed(first.strip()[:200]) from None
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+    def _check_layout(self):
+        for table, ctype in (("stats", layout.StatKey), ("hist", layout.HistKey), ("inflight", layout.RqKey)):
+            got = ctypes.sizeof(self.bpf[table].Key)
+            if got != ctypes.sizeof(ctype):
+                raise CompileFailed(f"map {table} key is {got} bytes, ioltrace expects {ctypes.sizeof(ctype)}")
+
+    def _seed_other_keys(self):
+        # The kernel falls back to these keys when the stats map is full, so
+        # they must exist before it is.
+        t = self.bpf["stats"]
+        for op in range(len(layout.OPS)):
+            k = t.Key(cgid=0, tgid=layout.OTHER_TGID, tid=0, dev=0, op=op)
+            t[k] = t.Leaf()
+
+    def describe(self):
+        return "probes: " + ", ".join(self.tracepoints) + " (tracepoints only)"
+
+    def snapshot(self):
+        now = time.monotonic_ns()
+        b = self.bpf
+        return maps.snapshot(
+            now,
+            _items(b["stats"]),
+            _items(b["hist"]),
+            _items(b["errs"]),
+            [v for _, v in b["counters"].items()],
+        )
+
+    def close(self):
+        b, self.bpf = getattr(self, "bpf", None), None
+        if b is not None:
+            b.cleanup()
+
+
+def _items(table):
+    try:
+        return list(table.items_lookup_batch())
+    except Exception:
+        # Batch lookups need Linux 5.6; fall back to one syscall per entry.
+        return list(table.items())
+
+

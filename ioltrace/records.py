@@ -1,0 +1,91 @@
+"""Typed records, all in one place; each says what produces it.
+
+Records are plain NamedTuples so that views and exporters can read fields by
+name and CSV headers can come from the fields.
+"""
+
+from typing import NamedTuple
+
+
+class Key(NamedTuple):
+    """One kernel stats key (maps.decode_*): who did I/O to which disk."""
+
+    cgid: int
+    tgid: int
+    tid: int
+    dev: int
+    op: int
+
+
+class Totals(NamedTuple):
+    """Counters of one Key (maps.decode_stats), cumulative or a delta."""
+
+    ios: int
+    bytes: int
+    errors: int
+    queue_ns: int
+    device_ns: int
+    comm: str
+
+
+class Snapshot(NamedTuple):
+    """Everything read from the kernel maps at one moment (maps.snapshot).
+
+    hists maps (Key, stage) -> numpy bucket counts; errors maps (Key, errno)
+    -> count; counters maps layout.COUNTERS names -> count.
+    """
+
+    time_ns: int
+    totals: dict
+    hists: dict
+    errors: dict
+    counters: dict
+
+
+class GroupId(NamedTuple):
+    """What a row of output is about (group.by_key): key kind, key, and the
+    disk and op it covers ("*" when merged)."""
+
+    kind: str
+    key: str
+    name: str
+    disk: str
+    op: str
+
+
+class Group(NamedTuple):
+    """Aggregated data of one GroupId over an interval (group.by_key)."""
+
+    id: GroupId
+    ios: int
+    bytes: int
+    errors: int
+    queue_ns: int
+    device_ns: int
+    hists: dict      # stage name -> numpy bucket counts
+    errnos: dict     # errno (positive int) -> count
+
+
+class CsvRow(NamedTuple):
+    """One line of a recording (export.csv); the header is these field names."""
+
+    interval_start: str
+    interval_end: str
+    key_kind: str
+    key: str
+    name: str
+    disk: str
+    op: str
+    stage: str
+    bucket_low_ns: str
+    bucket_high_ns: str
+    count: int
+
+
+class Check(NamedTuple):
+    """One requirement checked by doctor.run_checks."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str
