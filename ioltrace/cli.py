@@ -1,0 +1,137 @@
+"""Command line: argument parsing and dispatch only.
+
+main(argv=None) -> int. Every IoltraceError becomes one line on stderr and
+exit code 2; nothing else here knows how tracing, grouping or output work.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from . import __version__
+from .errors import BadInput, IoltraceError
+
+EPILOG_HIST = """examples:
+  ioltrace hist                      # per-disk device-time histograms until Ctrl-C
+  ioltrace hist 1 10                 # ten 1-second intervals
+  ioltrace hist --by process -T 5    # per process, every 5 s, with timestamps
+  ioltrace hist --by cgroup --stage queue --op write
+  ioltrace hist --disk sda1 --csv run.csv 1   # one partition, recorded to CSV
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (BadInput) instead of usage + exit."""
+
+    def error(self, message):
+        raise BadInput(self.prog, message, f"see '{self.prog} --help'")
+
+
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0.05 <= v <= 86400):
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.05 and 86400 seconds")
+    return v
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1 or v > 10**9:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    return v
+
+
+def pid_arg(text):
+    v = positive_int(text)
+    if v > 4194304:  # PID_MAX_LIMIT on 64-bit kernels
+        raise argparse.ArgumentTypeError(f"{text!r} is larger than any Linux pid")
+    return v
+
+
+def comm_arg(text):
+    raw = text.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > 15 or b"\0" in raw:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 to 15 bytes, as the kernel stores comm")
+    return raw
+
+
+def filter_options():
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("filters (applied in the kernel)")
+    g.add_argument("--pid", type=pid_arg, help="only this process (tgid)")
+    g.add_argument("--cgroup", metavar="PATH", help="only this cgroup v2 subtree (path below the v2 mount)")
+    g.add_argument("--disk", metavar="NAME", help="only this disk or partition (sda, sda1, nvme0n1, loop0)")
+    g.add_argument("--comm", type=comm_arg, help="only tasks with this comm (exact, as in /proc/PID/comm)")
+    p.add_argument("-v", "--verbose", action="store_true", help="say why probes and headers were chosen")
+    return p
+
+
+def build_parser():
+    from .group import KINDS
+    from .layout import OPS
+
+    top = Parser(prog="ioltrace", description="Block I/O latency per process, cgroup and disk, "
+                 "split into queue and device time, traced with eBPF tracepoints.")
+    top.add_argument("--version", action="version", version=f"ioltrace {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    filters = filter_options()
+
+    h = sub.add_parser("hist", parents=[filters], help="latency histograms per key, like biolatency",
+                       epilog=EPILOG_HIST, formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.add_argument("interval", nargs="?", type=positive_float, help="seconds between outputs (default: once, at Ctrl-C)")
+    h.add_argument("count", nargs="?", type=positive_int, help="number of outputs")
+    h.add_argument("--by", choices=KINDS, default="disk", help="key to group by (default disk)")
+    h.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
+    h.add_argument("--stage", choices=("queue", "device", "total", "all"), default="device",
+                   help="queue: start to issue; device: issue to completion; total: both (default device)")
+    h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
+    h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
+    h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+
+    sub.add_parser("doctor", help="check this host's requirements and say how to fix what is missing")
+    return top
+
+
+def main(argv=None):
+    try:
+        return _main(argv)
+    except IoltraceError as e:
+        sys.stderr.write(f"ioltrace: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into head or less that quit early.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _main(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "doctor":
+        from . import doctor
+
+        checks = doctor.run_checks()
+        print(doctor.render(checks))
+        return 0 if all(c.ok for c in checks if c.name != "BTF") else 2
+    if args.command == "hist":
+        from .commands import hist
+
+        return hist(args)
+    raise BadInput("ioltrace", f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""`ioltrace doctor`: check each requirement and say how to fix what is missing.
+
+Reads the system (privileges, bpf(), tracefs, tracepoints, BTF, headers, bcc,
+cgroup v2) and returns Check records; it never loads a probe or changes
+anything, except that choosing generic headers assembles their private tree.
+"""
+
+import ctypes
+import os
+import platform
+
+from . import headers, loader
+from .records import Check
+
+BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
+BPF_PROG_LOAD = 5
+
+
+def _bpf_syscall_works():
+    nr = BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    # An empty attr makes the kernel answer EINVAL if bpf() exists and we may
+    # call it, EPERM if we may not, ENOSYS if the kernel lacks it.
+    attr = ctypes.create_string_buffer(128)
+    ret = libc.syscall(nr, BPF_PROG_LOAD, attr, 128)
+    err = ctypes.get_errno()
+    return ret >= 0 or err == 22, err
+
+
+def run_checks():
+    checks = []
+    missing = loader.missing_privileges()
+    checks.append(Check("privileges", not missing,
+                        "root" if os.geteuid() == 0 else ("capabilities present" if not missing else "missing " + ", ".join(missing)),
+                        "" if not missing else "run as root (sudo) or grant CAP_BPF and CAP_PERFMON"))
+    res = _bpf_syscall_works()
+    if res is not None:
+        ok, err = res
+        checks.append(Check("bpf() syscall", ok, "available" if ok else os.strerror(err),
+                            "" if ok else "kernel needs CONFIG_BPF_SYSCALL; as non-root, run with sudo"))
+    root = loader.tracefs()
+    checks.append(Check("tracefs", root is not None, root or "not mounted",
+                        "" if root else "mount -t tracefs tracefs /sys/kernel/tracing"))
+    start = loader.start_tracepoint(root) if root else "block_io_start or block_rq_insert"
+    for tp in (start, "block_rq_issue", "block_rq_complete"):
+        ok = root is not None and loader.tracepoint_exists("block", tp, root)
+        detail = "present" if ok else "absent"
+        if tp == "block_rq_insert" and ok:
+            detail = "present (block_io_start absent: kernel older than 6.5)"
+        checks.append(Check(f"tracepoint block:{tp}", ok, detail,
+                            "" if ok else "kernel needs CONFIG_TRACEPOINTS and CONFIG_BLK_DEV_IO_TRACE"))
+    btf = os.path.exists("/sys/kernel/btf/vmlinux")
+    checks.append(Check("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "absent",
+                        "" if btf else "optional for ioltrace (tracepoints need no BTF); CONFIG_DEBUG_INFO_BTF"))
+    try:
+        h = headers.choose()
+        ok, detail = h.kind != "none", f"{h.kind}: {h.detail}"
+    except OSError as e:
+        ok, detail = False, f"could not assemble generic headers: {e}"
+    checks.append(Check("kernel headers", ok, detail,
+                        "" if ok else "apt-get install linux-headers-$(uname -r) or linux-headers-amd64 (scripts/setup.sh)"))
+    try:
+        import bcc
+
+        ver = getattr(bcc, "__version__", "unknown")
+        checks.append(Check("bcc", True, f"version {ver} at {os.path.dirname(bcc.__file__)}", ""))
+    except ImportError as e:
+        checks.append(Check("bcc", False, str(e), "apt-get install python3-bpfcc (Debian/Ubuntu) or python3-bcc "
+                            "(Fedora/RHEL); use a Python that sees it (scripts/setup.sh's venv)"))
+    from .resolve import Resolver
+
+    cg = Resolver().cgroup_v2_root()
+    checks.append(Check("cgroup v2", cg is not None, cg or "not mounted",
+                        "" if cg else "mount -t cgroup2 none /sys/fs/cgroup/unified (needed for --by cgroup names and --cgroup)"))
+    return checks
+
+
+def render(checks):
+    from tabulate import tabulate
+
+    rows = [(c.name, "OK" if c.ok else "missing", c.detail, c.fix) for c in checks]
+    return tabulate(rows, headers=("requirement", "status", "detail", "fix"), tablefmt="simple",
+                    maxcolwidths=[None, None, 60, 40])

@@ -1,0 +1,110 @@
+"""Recordings: the long-format CSV every live command can write, and its reader.
+
+One row per (interval, key, disk, op, stage, bucket) with a count, plus
+counter rows (stage ios, bytes, errors, queue_sum_ns, device_sum_ns,
+errno:NAME) and the kernel's diagnostic counters (key_kind "kernel").
+Intervals hold deltas, so summing rows of several intervals merges them.
+Each interval is appended with one write() of whole lines, so a crash or
+kill -9 never leaves a broken row. Knows nothing of terminals.
+"""
+
+import csv
+import io
+import os
+from datetime import datetime, timezone
+
+from .. import layout
+from ..errors import BadInput
+from ..records import CsvRow
+from ..views.fmt import errno_name
+
+FORMAT_VERSION = 1
+MAGIC = "# ioltrace-csv"
+PREAMBLE = (f"{MAGIC} {FORMAT_VERSION} buckets=log-linear sub_bits={layout.SUB_BITS} "
+            f"max_log2={layout.MAX_LOG2}\n")
+HEADER = list(CsvRow._fields)
+COUNTER_STAGES = ("ios", "bytes", "errors", "queue_sum_ns", "device_sum_ns")
+
+
+def iso(ts):
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def rows(groups, start_ts, end_ts, counters=None):
+    """CsvRows for one interval of Groups (wall-clock epoch seconds)."""
+    a, b = iso(start_ts), iso(end_ts)
+    for g in groups:
+        gid = g.id
+        base = (a, b, gid.kind, gid.key, gid.name, gid.disk, gid.op)
+        for stage, value in zip(COUNTER_STAGES, (g.ios, g.bytes, g.errors, g.queue_ns, g.device_ns)):
+            yield CsvRow(*base, stage, "", "", value)
+        for e, n in sorted(g.errnos.items()):
+            yield CsvRow(*base, f"errno:{errno_name(e)}", "", "", n)
+        for stage, counts in g.hists.items():
+            for idx in counts.nonzero()[0]:
+                high = layout.BUCKET_HIGH[idx]
+                yield CsvRow(*base, stage, str(int(layout.BUCKET_LOW[idx])),
+                             "inf" if high == float("inf") else str(int(high)), int(counts[idx]))
+    for name, value in (counters or {}).items():
+        yield CsvRow(a, b, "kernel", name, name, "*", "*", "counter", "", "", value)
+
+
+class CsvWriter:
+    """Appends intervals to a recording; the file is created (and checked
+    writable) at construction, before any tracing starts."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)  # never world-writable, whatever the umask
+        except OSError as e:
+            raise BadInput(f"--csv {path}", e.strerror.lower(), "choose a writable path") from None
+        self._write(PREAMBLE + ",".join(HEADER) + "\n")
+
+    def _write(self, text):
+        data = text.encode("utf-8", "backslashreplace")
+        while data:
+            n = os.write(self.fd, data)
+            data = data[n:]
+
+    def write_interval(self, groups, start_ts, end_ts, counters=None):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerows(rows(groups, start_ts, end_ts, counters))
+        self._write(buf.getvalue())
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def read(path):
+    """Rows of a recording as CsvRows (count as int). Raises BadInput naming
+    the file and line for anything that is not a complete v1 recording."""
+    try:
+        f = open(path, newline="", encoding="utf-8", errors="backslashreplace")
+    except OSError as e:
+        raise BadInput(str(path), e.strerror.lower()) from None
+    with f:
+        first = f.readline()
+        if not first.startswith(MAGIC):
+            raise BadInput(f"{path}:1", "not an ioltrace recording (no '# ioltrace-csv' first line)")
+        fields = dict(p.split("=", 1) for p in first.split()[3:] if "=" in p)
+        if fields.get("sub_bits") != str(layout.SUB_BITS) or fields.get("max_log2") != str(layout.MAX_LOG2):
+            raise BadInput(f"{path}:1", f"bucket layout {fields} differs from this ioltrace's "
+                           f"(sub_bits={layout.SUB_BITS} max_log2={layout.MAX_LOG2})")
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != HEADER:
+            raise BadInput(f"{path}:2", "unexpected header: expected " + ",".join(HEADER))
+        out = []
+        for row in reader:
+            if len(row) != len(HEADER):
+                raise BadInput(f"{path}:{reader.line_num + 1}", f"expected {len(HEADER)} fields, got {len(row)}")
+            try:
+                count = int(row[-1])
+            except ValueError:
+                raise BadInput(f"{path}:{reader.line_num + 1}", f"count {row[-1]!r} is not an integer") from None
+            out.append(CsvRow(*row[:-1], count))
+        return out

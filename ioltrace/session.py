@@ -1,0 +1,94 @@
+"""The tracing loop shared by live commands: intervals, signals, clean exit.
+
+Owns the order of things: validate options and open output files first, then
+attach probes, then poll the kernel every interval and hand deltas to a
+callback, and always detach and close on the way out (Ctrl-C, SIGTERM,
+SIGHUP, errors). It formats nothing itself.
+"""
+
+import signal
+import sys
+import time
+
+from . import layout, maps
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopper:
+    """Turns stop signals into a flag so an interval in progress finishes."""
+
+    def __init__(self):
+        self.signum = None
+        self._saved = {}
+
+    def __enter__(self):
+        for s in STOP_SIGNALS:
+            self._saved[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    @property
+    def stopped(self):
+        return self.signum is not None
+
+    def __exit__(self, *exc):
+        for s, h in self._saved.items():
+            signal.signal(s, h)
+        return False
+
+    def sleep_until(self, deadline):
+        """Sleep to a monotonic deadline; returns False if stopped first."""
+        while not self.stopped:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.05))
+        return False
+
+
+def banner(tracer, verbose, out=sys.stderr):
+    out.write(f"{tracer.describe()}; start event {tracer.start_tp}"
+              f"{' (block_io_start absent: kernel < 6.5)' if tracer.start_tp == 'block_rq_insert' else ''}; "
+              f"headers: {tracer.headers.kind}\n")
+    if verbose:
+        out.write(f"headers: {tracer.headers.detail}\n")
+        out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")
+    out.write("Tracing block I/O... Hit Ctrl-C to end.\n")
+    out.flush()
+
+
+def run(tracer, interval, count, on_interval, stopper, child=None):
+    """Call on_interval(delta, start_wall, end_wall, final) for each interval.
+
+    interval None means one interval until stopped (or until `child`, a
+    Popen, exits). count limits the number of intervals. The last call has
+    final=True: it carries whatever happened since the previous one.
+    """
+    prev = tracer.snapshot()
+    prev_wall = time.time()
+    t0 = time.monotonic()
+    n = 0
+    while True:
+        n += 1
+        if interval is None:
+            while not stopper.stopped and (child is None or child.poll() is None):
+                time.sleep(0.05)
+            done = True
+        else:
+            ok = stopper.sleep_until(t0 + n * interval)
+            if child is not None and child.poll() is not None:
+                ok = False
+            done = not ok or (count is not None and n >= count)
+        cur = tracer.snapshot()
+        wall = time.time()
+        on_interval(maps.delta(cur, prev), prev_wall, wall, done)
+        prev, prev_wall = cur, wall
+        if done:
+            return cur
+
+
+def alarm_counters(counters):
+    return {k: v for k, v in counters.items() if k in layout.ALARM_COUNTERS and v}

@@ -1,0 +1,74 @@
+"""`ioltrace hist` output: one log2 histogram per key, like biolatency.
+
+Takes Groups (group.by_key) and returns text; the fine kernel buckets are
+drawn as power-of-two rows but every statistic uses the fine buckets.
+"""
+
+from .. import hist
+from . import fmt
+
+BAR_WIDTH = 40
+
+
+def render_hist(counts, unit_ns, unit_name):
+    rows = hist.coarse_rows(counts, unit_ns)
+    if not rows:
+        return []
+    top = max(c for _, _, c in rows) or 1
+    lines = [f"{unit_name:>20} : count     distribution"]
+    for low, high, c in rows:
+        bar = "*" * int(round(c * BAR_WIDTH / top))
+        lines.append(f"{low:>9} -> {high:<9}: {c:<9} |{bar:<{BAR_WIDTH}}|")
+    return lines
+
+
+def title(g, stage):
+    gid = g.id
+    who = {"process": f"PID {gid.key} ({gid.name})", "thread": f"TID {gid.key} ({gid.name})",
+           "cgroup": f"cgroup {gid.name}", "cgroup-v1": f"cgroup-v1 {gid.name}",
+           "disk": f"disk {gid.name}"}.get(gid.kind, gid.name)
+    parts = [who]
+    if gid.kind != "disk" and gid.disk != "*":
+        parts.append(f"disk {gid.disk}")
+    if gid.op != "*":
+        parts.append(gid.op)
+    parts.append(f"{stage} time")
+    return "  ".join(parts)
+
+
+def stats_lines(g, stage, seconds):
+    counts = g.hists.get(stage)
+    exact = {"queue": g.queue_ns, "device": g.device_ns, "total": g.queue_ns + g.device_ns}.get(stage)
+    s = hist.summary(counts, exact) if counts is not None else hist.summary(hist.empty())
+    secs = max(seconds, 1e-9)
+    line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"
+             f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}"
+             f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}")
+    line2 = "  " + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES)
+    if g.errors:
+        line2 += "  errors " + ", ".join(f"{fmt.errno_name(e)}={n}" for e, n in sorted(g.errnos.items())) \
+            if g.errnos else f"  errors {g.errors}"
+    return [line1, line2]
+
+
+def render(groups, stages, seconds, millis=False):
+    unit_ns, unit_name = (1e6, "msecs") if millis else (1e3, "usecs")
+    out = []
+    for g in groups:
+        for stage in stages:
+            counts = g.hists.get(stage)
+            if counts is None or not counts.any():
+                continue
+            out.append("")
+            out.append(title(g, stage))
+            out.extend(render_hist(counts, unit_ns, unit_name))
+            out.extend(stats_lines(g, stage, seconds))
+    return out
+
+
+def footer(counters, alarm_names):
+    """One line of the kernel's diagnostic counters, only when non-zero."""
+    bad = [(n, counters.get(n, 0)) for n in alarm_names if counters.get(n, 0)]
+    if not bad:
+        return None
+    return "kernel counters: " + "  ".join(f"{n}={v}" for n, v in bad)
