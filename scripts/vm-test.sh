@@ -1,0 +1,226 @@
+#!/bin/bash
+# Runs ioltrace's real-kernel tests on a second kernel: a Debian 12 guest (6.1)
+# booted with qemu, next to the host's own kernel.
+#
+# usage: scripts/vm-test.sh [--check] [--rebuild] [--build-only] [-- PYTEST_ARGS...]
+#
+#   (default)     boot the guest and run `python3 -m pytest -v -ra tests/root`
+#                 there with CI=true; PYTEST_ARGS replace `tests/root`
+#   --check       boot and report kernel, start tracepoint and headers only
+#   --build-only  build (or reuse) the cached image and stop
+#   --rebuild     build the image again even when the cached one is current
+#
+# The image (scripts/vm/build-image.sh, debootstrap + packages.txt) is cached
+# under $IOLTRACE_VM_CACHE and rebuilt only when build-image.sh or
+# packages.txt change. The repo is shared read-only over 9p, results come back
+# through a second 9p share and the serial console; the guest has no network.
+#
+# Exit status, each with one "vm-test: FAIL ..." line saying which:
+#   0 passed   1 the guest's tests failed (their names are printed)
+#   2 the guest could not boot   3 the guest did not finish within the limit
+#   4 the guest stopped without a result   5 image build or host set-up failed
+#
+# Environment:
+#   IOLTRACE_VM_CACHE         image cache (${XDG_CACHE_HOME:-~/.cache}/ioltrace/vm)
+#   IOLTRACE_VM_TIMEOUT       s from boot to result (1800; --check: 300)
+#   IOLTRACE_VM_BOOT_TIMEOUT  s from qemu start to the guest's init (300)
+#   IOLTRACE_VM_MEMORY        guest MiB (3072)       IOLTRACE_VM_CPUS  guest CPUs (2)
+#   IOLTRACE_VM_ACCEL         auto, kvm or tcg (auto: KVM if it boots the guest, else TCG)
+#   IOLTRACE_VM_LOGDIR        keep serial.log, pytest.log and junit.xml here
+#   IOLTRACE_VM_MIRROR, IOLTRACE_VM_SUITE  passed to build-image.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+vmdir=$repo/scripts/vm
+mode=test
+rebuild=0
+build_only=0
+pytest_args=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --check) mode=check ;;
+        --rebuild) rebuild=1 ;;
+        --build-only) build_only=1 ;;
+        --) shift; pytest_args=("$@"); break ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "vm-test: unknown argument $1 (see --help)" >&2; exit 5 ;;
+    esac
+    shift
+done
+[ ${#pytest_args[@]} -gt 0 ] || pytest_args=(tests/root)
+
+cache=${IOLTRACE_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ioltrace/vm}
+suite=${IOLTRACE_VM_SUITE:-bookworm}
+memory=${IOLTRACE_VM_MEMORY:-3072}
+cpus=${IOLTRACE_VM_CPUS:-2}
+accel=${IOLTRACE_VM_ACCEL:-auto}
+boot_timeout=${IOLTRACE_VM_BOOT_TIMEOUT:-300}
+if [ "$mode" = check ]; then timeout=${IOLTRACE_VM_TIMEOUT:-300}; else timeout=${IOLTRACE_VM_TIMEOUT:-1800}; fi
+# Under KVM the guest reaches its init in a few seconds; a KVM that has not
+# got there by then is one that cannot boot this kernel.
+kvm_probe_s=30
+
+say() { echo "vm-test: $*"; }
+fail() { local code=$1; shift; echo "vm-test: FAIL ($*)" >&2; exit "$code"; }
+now() { date +%s; }
+
+tmp=""
+qpid=""
+tailpid=""
+cleanup() {
+    local rc=$?
+    stop_qemu
+    [ -n "$tmp" ] && rm -rf --one-file-system "$tmp"
+    exit "$rc"
+}
+stop_qemu() {
+    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
+        kill -TERM "$qpid" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$qpid" 2>/dev/null || true
+    fi
+    [ -n "$qpid" ] && wait "$qpid" 2>/dev/null || true
+    qpid=""
+    if [ -n "$tailpid" ]; then
+        kill "$tailpid" 2>/dev/null || true
+        wait "$tailpid" 2>/dev/null || true
+        tailpid=""
+    fi
+}
+trap cleanup EXIT
+trap 'echo; say "interrupted"; exit 130' INT
+trap 'exit 143' TERM HUP
+
+# --- image -------------------------------------------------------------------
+key=$( (cat "$vmdir/build-image.sh" "$vmdir/packages.txt"; echo "$suite") | sha256sum | cut -c1-12)
+img=$cache/$suite-$key
+mkdir -p "$cache"
+if [ "$rebuild" = 1 ] || [ ! -f "$img/root.img" ]; then
+    [ "$(id -u)" = 0 ] || fail 5 "building the image needs root (debootstrap)"
+    command -v debootstrap >/dev/null || fail 5 "debootstrap not found: apt-get install debootstrap"
+    exec 9>"$cache/.lock"
+    flock 9
+    if [ "$rebuild" = 1 ] || [ ! -f "$img/root.img" ]; then
+        rm -rf --one-file-system "$img"
+        # Other keys are images of older package lists: nothing uses them.
+        for old in "$cache/$suite"-*; do [ -d "$old" ] && rm -rf --one-file-system "$old"; done
+        say "building the $suite image in $img (about 3 min)"
+        t0=$(now)
+        "$vmdir/build-image.sh" "$img" "$cache/debs" || fail 5 "image build failed"
+        say "image built in $(( $(now) - t0 )) s"
+    fi
+    flock -u 9
+else
+    say "image $img (cached; --rebuild to build again)"
+fi
+sed 's/^/vm-test: image /' "$img/manifest.txt" | head -n 3
+[ "$build_only" = 0 ] || exit 0
+
+# --- boot --------------------------------------------------------------------
+command -v qemu-system-x86_64 >/dev/null || fail 5 "qemu-system-x86_64 not found: apt-get install qemu-system-x86"
+case $accel in
+    auto)
+        if [ -w /dev/kvm ] && [ ! -e "$cache/kvm-fails-$(uname -r)" ]; then accel=kvm; probe=1; else accel=tcg; probe=0; fi ;;
+    kvm|tcg) probe=0 ;;
+    *) fail 5 "IOLTRACE_VM_ACCEL must be auto, kvm or tcg, not $accel" ;;
+esac
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ioltrace-vm.XXXXXX")
+
+# Starts qemu in the background; $1 is kvm or tcg.
+start_qemu() {
+    local a=$1
+    rm -rf "$tmp/out"; mkdir -p "$tmp/out"
+    : >"$tmp/serial.log"
+    echo "$mode" >"$tmp/out/mode"
+    printf '%s\n' "${pytest_args[@]}" >"$tmp/out/pytest-args"
+    local accel_opts=(-accel tcg,thread=multi -cpu max)
+    [ "$a" = kvm ] && accel_opts=(-accel kvm -cpu host)
+    # snapshot=on: the guest's writes go to a throw-away overlay in $TMPDIR,
+    # so the cached image stays as built.
+    TMPDIR=$tmp qemu-system-x86_64 -name ioltrace-vm -nodefaults -nographic -no-reboot \
+        "${accel_opts[@]}" -smp "$cpus" -m "$memory" \
+        -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 quiet loglevel=4 panic=-1 init=/sbin/ioltrace-vm-init" \
+        -drive "file=$img/root.img,format=raw,if=virtio,snapshot=on" \
+        -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
+        -virtfs "local,path=$tmp/out,mount_tag=out,security_model=none" \
+        -serial "file:$tmp/serial.log" -monitor none \
+        </dev/null >"$tmp/qemu.log" 2>&1 &
+    qpid=$!
+    tail -n +1 -F --pid="$qpid" "$tmp/serial.log" 2>/dev/null | sed -u -e 's/\r//g' -e 's/^/guest| /' &
+    tailpid=$!
+}
+booted() { grep -q "IOLTRACE-VM: booted" "$tmp/serial.log" 2>/dev/null; }
+
+say "booting with $accel: $cpus CPUs, $memory MiB, mode $mode"
+t_start=$(now)
+start_qemu "$accel"
+t_boot=""
+while :; do
+    if [ -z "$t_boot" ] && booted; then
+        t_boot=$(now)
+        say "guest booted in $(( t_boot - t_start )) s ($accel)"
+    fi
+    [ -f "$tmp/out/status" ] && break
+    if ! kill -0 "$qpid" 2>/dev/null; then
+        sleep 1  # let tail print the last lines
+        break
+    fi
+    if [ -z "$t_boot" ] && [ "$probe" = 1 ] && [ $(( $(now) - t_start )) -ge "$kvm_probe_s" ]; then
+        stop_qemu
+        say "KVM did not boot the guest within $kvm_probe_s s: using TCG (remembered in $cache)"
+        : >"$cache/kvm-fails-$(uname -r)"
+        accel=tcg; probe=0; t_start=$(now)
+        start_qemu tcg
+        continue
+    fi
+    if [ -z "$t_boot" ] && [ $(( $(now) - t_start )) -ge "$boot_timeout" ]; then
+        stop_qemu
+        tail -n 20 "$tmp/qemu.log" >&2
+        fail 2 "guest could not boot: no init within $boot_timeout s ($accel)"
+    fi
+    if [ -n "$t_boot" ] && [ $(( $(now) - t_boot )) -ge "$timeout" ]; then
+        stop_qemu
+        fail 3 "guest did not finish within $timeout s (IOLTRACE_VM_TIMEOUT)"
+    fi
+    sleep 0.5
+done
+t_end=$(now)
+# The guest powers itself off after writing status; give it a moment, then
+# stop_qemu (also run by the EXIT trap) takes care of one that hangs.
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+stop_qemu
+
+if [ -n "${IOLTRACE_VM_LOGDIR:-}" ]; then
+    mkdir -p "$IOLTRACE_VM_LOGDIR"
+    cp "$tmp/serial.log" "$IOLTRACE_VM_LOGDIR/"
+    cp "$tmp/out/pytest.log" "$tmp/out/junit.xml" "$IOLTRACE_VM_LOGDIR/" 2>/dev/null || true
+fi
+
+if [ -z "$t_boot" ]; then
+    tail -n 20 "$tmp/qemu.log" >&2
+    fail 2 "guest could not boot: qemu exited before the guest's init ran ($accel)"
+fi
+if [ ! -f "$tmp/out/status" ]; then
+    fail 4 "guest stopped after $(( t_end - t_boot )) s without a result (kernel panic or init failure: see the guest| lines)"
+fi
+status=$(cat "$tmp/out/status")
+kernel=$(sed -n 's/^IOLTRACE-VM: kernel //p' "$tmp/serial.log" | tr -d '\r' | head -n 1)
+start=$(sed -n 's/^IOLTRACE-VM: start tracepoint //p' "$tmp/serial.log" | tr -d '\r' | head -n 1)
+say "guest kernel ${kernel:-?}, start tracepoint ${start:-?}"
+say "timings: boot $(( t_boot - t_start )) s, $mode $(( t_end - t_boot )) s, total $(( t_end - t_start )) s ($accel)"
+case $status in
+    0) say "PASS ($mode on ${kernel:-?})" ;;
+    5) fail 1 "the guest's pytest collected no tests from: ${pytest_args[*]}" ;;
+    *)
+        if [ "$mode" = test ] && [ -f "$tmp/out/pytest.log" ]; then
+            failed=$(grep -E '^(FAILED|ERROR) ' "$tmp/out/pytest.log" || true)
+            if [ -n "$failed" ]; then
+                echo "vm-test: failing tests in the guest:" >&2
+                echo "$failed" | sed 's/^/  /' >&2
+            fi
+            fail 1 "the guest's tests failed: pytest exit $status on ${kernel:-?}"
+        fi
+        fail 1 "the guest's $mode failed with status $status on ${kernel:-?}"
+        ;;
+esac
