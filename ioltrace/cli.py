@@ -21,6 +21,25 @@ EPILOG_HIST = """examples:
 """
 
 
+EPILOG_TOP = """keys while running:
+  r w i l b   sort by read, write, IOPS, device p99 latency, bytes
+  n p         sort by name, id;  R reverses;  o toggles only-active;  q quits
+examples:
+  ioltrace top                       # per process, refreshed every second
+  ioltrace top --by cgroup -o        # cgroups with their io.weight / io.max
+  ioltrace top -b -n 5 --csv top.csv # five plain tables, also recorded
+"""
+
+EPILOG_RUN = """The command runs in a fresh cgroup v2 child; ioltrace traces exactly that
+cgroup (its threads and children included), prints per-process and total
+latency when the command exits, removes the cgroup, and exits with the
+command's exit code.
+examples:
+  ioltrace run -- dd if=/dev/zero of=/dev/sdb bs=1M count=100 oflag=direct
+  ioltrace run --csv fio.csv -- fio job.fio
+"""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line (BadInput) instead of usage + exit."""
 
@@ -76,6 +95,7 @@ def filter_options():
 def build_parser():
     from .group import KINDS
     from .layout import OPS
+    from .views.top import SORT_KEYS
 
     top = Parser(prog="ioltrace", description="Block I/O latency per process, cgroup and disk, "
                  "split into queue and device time, traced with eBPF tracepoints.")
@@ -94,6 +114,30 @@ def build_parser():
     h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
     h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
     h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+
+    t = sub.add_parser("top", parents=[filters], help="live iotop-like view with latency percentiles",
+                       epilog=EPILOG_TOP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("interval", nargs="?", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
+    t.add_argument("--by", choices=KINDS, default="process", help="key to group by (default process)")
+    t.add_argument("--sort", choices=sorted(SORT_KEYS), default="bytes", help="column to sort by (default bytes)")
+    t.add_argument("-o", "--only", action="store_true", help="only keys with I/O in the interval")
+    t.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
+    t.add_argument("-b", "--batch", action="store_true", help="plain successive tables (automatic when not a terminal)")
+    t.add_argument("-n", "--iterations", type=positive_int, help="stop after this many refreshes")
+    t.add_argument("--width", type=positive_int, default=80, help="batch-mode line width (default 80)")
+    t.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+
+    r = sub.add_parser("run", parents=[filters], help="run a command in its own cgroup and report its block I/O",
+                       epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
+    r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file")
+    r.add_argument("--report-to-stderr", action="store_true", help="print the report on stderr (keeps stdout for the command)")
+    r.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+    d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
+    d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")
+    d.add_argument("-b", "--batch", action="store_true", help="plain tables (automatic when not a terminal)")
+    d.add_argument("-v", "--verbose", action="store_true", help="say which probes and headers were chosen")
 
     sub.add_parser("doctor", help="check this host's requirements and say how to fix what is missing")
     return top
@@ -126,10 +170,16 @@ def _main(argv):
         checks = doctor.run_checks()
         print(doctor.render(checks))
         return 0 if all(c.ok for c in checks if c.name != "BTF") else 2
-    if args.command == "hist":
-        from .commands import hist
+    if args.command == "run" and args.command_argv[:1] == ["--"]:
+        args.command_argv = args.command_argv[1:]
+    if args.command == "demo":
+        from . import demo
 
-        return hist(args)
+        return demo.run(args)
+    if args.command in ("hist", "top", "run"):
+        from . import commands
+
+        return getattr(commands, args.command)(args)
     raise BadInput("ioltrace", f"unknown command {args.command}")
 
 

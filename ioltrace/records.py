@@ -89,3 +89,21 @@ class Check(NamedTuple):
     ok: bool
     detail: str
     fix: str
+
+
+class TopRow(NamedTuple):
+    """One line of `ioltrace top` (views.top.rows): a key over an interval,
+    all disks and ops merged; rates per second, latencies in ns (nan: none)."""
+
+    key: str
+    name: str
+    read_bps: float
+    write_bps: float
+    iops: float
+    q_p50: float
+    q_p99: float
+    d_p50: float
+    d_p99: float
+    errors: int
+    share: float      # of all bytes in the interval, 0..1
+    controls: str     # cgroup I/O controls (--by cgroup), else ""

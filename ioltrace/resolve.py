@@ -142,6 +142,13 @@ class Resolver:
         return self._cg_root
 
     def _find_v2_mount(self):
+        return self._find_mount("cgroup2")
+
+    def cgroup_v1_root(self, controller: str = "blkio") -> str | None:
+        """Mount point of the v1 hierarchy holding `controller`, if any."""
+        return self._find_mount("cgroup", controller)
+
+    def _find_mount(self, fstype, controller=None):
         try:
             lines = _read(self.mountinfo).splitlines()
         except OSError:
@@ -153,7 +160,9 @@ class Resolver:
             if "-" not in fields:
                 continue
             sep = fields.index("-")
-            if sep < 5 or sep + 1 >= len(fields) or fields[sep + 1] != "cgroup2":
+            if sep < 5 or sep + 1 >= len(fields) or fields[sep + 1] != fstype:
+                continue
+            if controller and (sep + 3 >= len(fields) or controller not in fields[sep + 3].split(",")):
                 continue
             if _unescape(fields[3]) == "/":
                 return _unescape(fields[4])

@@ -60,14 +60,25 @@ def banner(tracer, verbose, out=sys.stderr):
     out.flush()
 
 
-def run(tracer, interval, count, on_interval, stopper, child=None):
+def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on_start=None):
     """Call on_interval(delta, start_wall, end_wall, final) for each interval.
 
     interval None means one interval until stopped (or until `child`, a
     Popen, exits). count limits the number of intervals. The last call has
     final=True: it carries whatever happened since the previous one.
+    wait(deadline) replaces the plain sleep (the live screen reads keys in
+    it) and returns False to stop. on_start() runs right after the first
+    snapshot and may return the child to watch. Returns the first and last
+    snapshots.
+
+    The maps are read one after another while I/O goes on, so an I/O that
+    completes during a read can land in the next interval's histograms;
+    totals over the whole run are exact.
     """
-    prev = tracer.snapshot()
+    wait = wait or stopper.sleep_until
+    first = prev = tracer.snapshot()
+    if on_start is not None:
+        child = on_start()
     prev_wall = time.time()
     t0 = time.monotonic()
     n = 0
@@ -78,7 +89,7 @@ def run(tracer, interval, count, on_interval, stopper, child=None):
                 time.sleep(0.05)
             done = True
         else:
-            ok = stopper.sleep_until(t0 + n * interval)
+            ok = wait(t0 + n * interval) and not stopper.stopped
             if child is not None and child.poll() is not None:
                 ok = False
             done = not ok or (count is not None and n >= count)
@@ -87,7 +98,7 @@ def run(tracer, interval, count, on_interval, stopper, child=None):
         on_interval(maps.delta(cur, prev), prev_wall, wall, done)
         prev, prev_wall = cur, wall
         if done:
-            return cur
+            return first, cur
 
 
 def alarm_counters(counters):

@@ -72,6 +72,9 @@ def test_small_values_are_exact():
     assert counts[:64].tolist() == [1] * 64
     s = hist.summary(counts)
     assert (s["min"], s["max"], s["p50"]) == (0, 63, nearest_rank(x, 50))
+    # Exact buckets: the statistics are the population ones (ddof=0), exactly.
+    assert math.isclose(s["mean"], np.mean(x), rel_tol=1e-12)
+    assert math.isclose(s["stddev"], np.std(x), rel_tol=1e-12)
 
 
 def test_empty_histogram_is_nan():

@@ -1,0 +1,136 @@
+"""`ioltrace top` text: rows per key, header with totals, 80-column layout.
+
+Takes Groups (group.by_key) and returns lines; it knows nothing of curses or
+the kernel, so batch mode, the live screen and tests share it.
+"""
+
+import math
+
+from .. import hist
+from ..records import TopRow
+from . import fmt
+
+# (column, header, width, right-aligned); name takes what is left.
+COLUMNS = (
+    ("key", "ID", 8, True),
+    ("name", "NAME", 0, False),
+    ("read_bps", "READ/s", 8, True),
+    ("write_bps", "WRITE/s", 8, True),
+    ("iops", "IOPS", 6, True),
+    ("q_p50", "Qp50", 6, True),
+    ("q_p99", "Qp99", 6, True),
+    ("d_p50", "Dp50", 6, True),
+    ("d_p99", "Dp99", 6, True),
+)
+# The cgroup view trades the id and queue p50 for what the group was allowed
+# (weight, limits) and what it got (share of bytes), to stay in 80 columns.
+CGROUP_COLUMNS = (
+    ("name", "CGROUP", 0, False),
+    ("read_bps", "READ/s", 8, True),
+    ("write_bps", "WRITE/s", 8, True),
+    ("iops", "IOPS", 6, True),
+    ("q_p99", "Qp99", 6, True),
+    ("d_p50", "Dp50", 6, True),
+    ("d_p99", "Dp99", 6, True),
+    ("share", "SHARE", 5, True),
+    ("controls", "CONTROLS", 11, False),
+)
+SORT_KEYS = {"id": "key", "name": "name", "read": "read_bps", "write": "write_bps", "iops": "iops",
+             "qp50": "q_p50", "qp99": "q_p99", "dp50": "d_p50", "dp99": "d_p99", "latency": "d_p99",
+             "errors": "errors", "share": "share", "bytes": "share"}
+MIN_NAME = 10
+
+
+def rows(groups, seconds, controls_of=None):
+    """Merge each key's disks and ops into one TopRow."""
+    secs = max(seconds, 1e-9)
+    by = {}
+    for g in groups:
+        s = by.setdefault(g.id.key, {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
+                                     "queue": hist.empty(), "device": hist.empty()})
+        if g.id.op == "read":
+            s["read"] += g.bytes
+        elif g.id.op == "write":
+            s["write"] += g.bytes
+        s["ios"] += g.ios
+        s["errors"] += g.errors
+        for stage in ("queue", "device"):
+            if stage in g.hists:
+                s[stage] += g.hists[stage]
+    total = sum(s["read"] + s["write"] for s in by.values()) or 1
+    out = []
+    for key, s in by.items():
+        out.append(TopRow(
+            key, s["name"], s["read"] / secs, s["write"] / secs, s["ios"] / secs,
+            hist.percentile(s["queue"], 50), hist.percentile(s["queue"], 99),
+            hist.percentile(s["device"], 50), hist.percentile(s["device"], 99),
+            s["errors"], (s["read"] + s["write"]) / total,
+            controls_of(key, s["name"]) if controls_of else ""))
+    return out
+
+
+def sort_rows(rows_, sort="write", reverse=True):
+    field = SORT_KEYS.get(sort, sort)
+
+    def k(r):
+        v = getattr(r, field)
+        if isinstance(v, float) and math.isnan(v):
+            return (0, 0)  # no data sorts last when descending
+        return (1, v) if not isinstance(v, str) else (1, v.lower())
+
+    if field in ("key", "name"):
+        return sorted(rows_, key=lambda r: _natural(getattr(r, field)), reverse=not reverse)
+    return sorted(rows_, key=k, reverse=reverse)
+
+
+def _natural(text):
+    return (0, int(text), "") if text.isdigit() else (1, 0, text.lower())
+
+
+def header_lines(rows_, counters, when, interval, by, sort):
+    read = sum(r.read_bps for r in rows_)
+    write = sum(r.write_bps for r in rows_)
+    iops = sum(r.iops for r in rows_)
+    lines = [f"ioltrace top - {when}  every {interval:g}s  by {by}  sort {sort}",
+             f"Total DISK READ: {fmt.rate(read):>10} | Total DISK WRITE: {fmt.rate(write):>10} | IOPS: {iops:,.0f}"]
+    bad = {k: v for k, v in counters.items() if v}
+    if bad:
+        lines.append("kernel counters: " + "  ".join(f"{k}={v}" for k, v in bad.items()))
+    return lines
+
+
+def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None):
+    """Column header plus one line per row, each at most `width` columns."""
+    if with_errors is None:
+        with_errors = any(r.errors for r in rows_)
+    cols = list(CGROUP_COLUMNS if with_controls else COLUMNS)
+    if with_errors:
+        cols.insert(-2 if with_controls else len(cols), ("errors", "ERR", 5, True))
+    fixed = sum(w for _, _, w, _ in cols if w) + len(cols) - 1
+    name_w = max(MIN_NAME, width - fixed)
+    widths = [w or name_w for _, _, w, _ in cols]
+
+    def line(values):
+        cells = []
+        for (field, _, _, right), w, v in zip(cols, widths, values):
+            v = fmt.truncate(v, w)
+            cells.append(v.rjust(w) if right else v.ljust(w))
+        return " ".join(cells)[:width].rstrip()
+
+    out = [line([h for _, h, _, _ in cols])]
+    for r in rows_[:limit] if limit is not None else rows_:
+        out.append(line([_cell(r, field) for field, _, _, _ in cols]))
+    return out
+
+
+def _cell(r, field):
+    v = getattr(r, field)
+    if field in ("read_bps", "write_bps"):
+        return fmt.size(v)
+    if field == "iops":
+        return f"{v:.0f}"
+    if field.startswith(("q_", "d_")):
+        return fmt.ns(v)
+    if field == "share":
+        return f"{v * 100:.0f}%"
+    return str(v)
