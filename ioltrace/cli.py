@@ -44,7 +44,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line (BadInput) instead of usage + exit."""
 
     def error(self, message):
-        raise BadInput(self.prog, message, f"see '{self.prog} --help'")
+        raise BadInput(self.prog.split(" ", 1)[-1] if " " in self.prog else "usage", message,
+                       f"see '{self.prog} --help'")
 
 
 def positive_float(text):
@@ -143,12 +144,21 @@ def build_parser():
     return top
 
 
+def one_line(text):
+    """User text (a disk name, a path) may hold newlines or control
+    characters; the error stays one printable line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv=None):
     try:
         return _main(argv)
     except IoltraceError as e:
-        sys.stderr.write(f"ioltrace: {e}\n")
+        sys.stderr.write(f"ioltrace: {one_line(str(e))}\n")
         return e.exit_code
+    except SystemExit as e:
+        # argparse's --help and --version: main() returns instead of exiting.
+        return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -162,8 +172,7 @@ def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
+        raise BadInput("ioltrace", "no command given", "try 'ioltrace --help'")
     if args.command == "doctor":
         from . import doctor
 

@@ -59,7 +59,7 @@ class CsvWriter:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)  # never world-writable, whatever the umask
         except OSError as e:
             raise BadInput(f"--csv {path}", e.strerror.lower(), "choose a writable path") from None
-        self._write(PREAMBLE + ",".join(HEADER) + "\n")
+        self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
 
     def _write(self, text):
         data = text.encode("utf-8", "backslashreplace")
@@ -69,7 +69,9 @@ class CsvWriter:
 
     def write_interval(self, groups, start_ts, end_ts, counters=None):
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
+        # RFC 4180 line ends: with "\n" alone, csv leaves a lone "\r" in a
+        # name (a comm may hold one) unquoted, and the row splits on reading.
+        w = csv.writer(buf, lineterminator="\r\n")
         w.writerows(rows(groups, start_ts, end_ts, counters))
         self._write(buf.getvalue())
 
@@ -86,6 +88,13 @@ def read(path):
         f = open(path, newline="", encoding="utf-8", errors="backslashreplace")
     except OSError as e:
         raise BadInput(str(path), e.strerror.lower()) from None
+    with f:
+        text = f.read()
+    if text and not text.endswith("\n"):
+        # Writers end every row with a newline: anything after the last one
+        # is a row cut short (a crash mid-write), never data to trust.
+        raise BadInput(f"{path}:{text.count(chr(10)) + 1}", "truncated row (no line end): the recording was cut short")
+    f = io.StringIO(text, newline="")
     with f:
         first = f.readline()
         if not first.startswith(MAGIC):

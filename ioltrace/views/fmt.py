@@ -5,22 +5,33 @@ No I/O and no knowledge of records beyond numbers and strings.
 
 import errno
 import math
+import unicodedata
 
 _TIME_UNITS = ((1e9, "s"), (1e6, "ms"), (1e3, "us"), (1, "ns"))
 _BYTE_UNITS = ((1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K"))
 
 
 def ns(value):
-    """Nanoseconds -> '812ns', '24.5us', '3.10ms', '1.25s'; '-' for nan."""
+    """Nanoseconds -> '812ns', '24.5us', '3.10ms', '1.25s'; '-' for nan.
+
+    Three significant digits; the unit is chosen after rounding, so 999.7 ns
+    is '1.00us', never '1000ns'.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    for scale, unit in _TIME_UNITS:
-        if value >= scale or unit == "ns":
-            v = value / scale
-            if unit == "ns":
-                return f"{v:.0f}ns"
-            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    for scale, unit in reversed(_TIME_UNITS):
+        text = _three_digits(value / scale) if unit != "ns" else f"{value:.0f}"
+        if float(text) < 1000 or unit == "s":
+            return text + unit
     return "-"
+
+
+def _three_digits(v):
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:.0f}"
 
 
 def size(value):
@@ -40,9 +51,25 @@ def errno_name(num):
     return errno.errorcode.get(int(num), f"E{int(num)}")
 
 
+def columns(text):
+    """Terminal columns a string takes: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def truncate(text, width):
-    """Fit text in width columns, keeping the end of long paths."""
+    """Fit text in `width` terminal columns, keeping the end of long paths
+    (where cgroup and container names differ); unprintable characters
+    become '?'."""
     text = "".join(c if c.isprintable() else "?" for c in text)
-    if len(text) <= width:
+    if columns(text) <= width:
         return text
-    return "…" + text[-(width - 1):] if width > 1 else text[:width]
+    if width < 2:
+        return "…"[:width]
+    out, used = [], 1
+    for c in reversed(text):
+        w = columns(c)
+        if used + w > width:
+            break
+        out.append(c)
+        used += w
+    return "…" + "".join(reversed(out))

@@ -22,18 +22,19 @@ def render_hist(counts, unit_ns, unit_name):
     return lines
 
 
-def title(g, stage):
+def title(g, stage, width=80):
     gid = g.id
-    who = {"process": f"PID {gid.key} ({gid.name})", "thread": f"TID {gid.key} ({gid.name})",
-           "cgroup": f"cgroup {gid.name}", "cgroup-v1": f"cgroup-v1 {gid.name}",
-           "disk": f"disk {gid.name}"}.get(gid.kind, gid.name)
-    parts = [who]
+    tail = ""
     if gid.kind != "disk" and gid.disk != "*":
-        parts.append(f"disk {gid.disk}")
+        tail += f"  disk {gid.disk}"
     if gid.op != "*":
-        parts.append(gid.op)
-    parts.append(f"{stage} time")
-    return "  ".join(parts)
+        tail += f"  {gid.op}"
+    tail += f"  {stage} time"
+    prefix = {"process": f"PID {gid.key} (", "thread": f"TID {gid.key} (", "cgroup": "cgroup ",
+              "cgroup-v1": "cgroup-v1 ", "disk": "disk "}.get(gid.kind, "")
+    close = ")" if gid.kind in ("process", "thread") else ""
+    room = max(8, width - len(prefix) - len(close) - len(tail))
+    return prefix + fmt.truncate(gid.name, room) + close + tail
 
 
 def stats_lines(g, stage, seconds):
@@ -42,13 +43,14 @@ def stats_lines(g, stage, seconds):
     s = hist.summary(counts, exact) if counts is not None else hist.summary(hist.empty())
     secs = max(seconds, 1e-9)
     line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"
-             f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}"
-             f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}")
-    line2 = "  " + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES)
+             f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}")
+    line2 = (f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}  "
+             + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES))
+    lines = [line1, line2]
     if g.errors:
-        line2 += "  errors " + ", ".join(f"{fmt.errno_name(e)}={n}" for e, n in sorted(g.errnos.items())) \
-            if g.errnos else f"  errors {g.errors}"
-    return [line1, line2]
+        lines.append("  errors " + (", ".join(f"{fmt.errno_name(e)}={n}" for e, n in sorted(g.errnos.items()))
+                                    if g.errnos else str(g.errors)))
+    return lines
 
 
 def render(groups, stages, seconds, millis=False):

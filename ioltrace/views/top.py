@@ -114,7 +114,8 @@ def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=No
         cells = []
         for (field, _, _, right), w, v in zip(cols, widths, values):
             v = fmt.truncate(v, w)
-            cells.append(v.rjust(w) if right else v.ljust(w))
+            pad = " " * (w - fmt.columns(v))
+            cells.append(pad + v if right else v + pad)
         return " ".join(cells)[:width].rstrip()
 
     out = [line([h for _, h, _, _ in cols])]

@@ -41,18 +41,13 @@ CASES = {
     "csv_is_dir": ["hist", "--csv", "{dir}"],
     "disk_newline": ["hist", "--disk", "no\nsuch"],
 }
-XFAIL = {
-    "no_command": "cli._main prints the full help to stdout and nothing to stderr when no command is given",
-    "disk_newline": "BadInput messages embed user text verbatim: a newline in --disk makes stderr two lines",
-}
 EXPECT = {"pid_missing": "no such process", "csv_no_dir": f"{NO_DIR}/x.csv", "disk": "nosuchdisk",
           "cgroup": "/no/such/cgroup", "comm_16": "15 bytes", "comm_16_bytes_8_chars": "15 bytes"}
 
 
 def params():
     for name in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=XFAIL[name])] if name in XFAIL else []
-        yield pytest.param(name, marks=marks, id=name)
+        yield pytest.param(name, id=name)
 
 
 @pytest.fixture(autouse=True)
@@ -113,8 +108,6 @@ def test_help_subprocess(argv):
         assert "examples:" in p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="cli.main lets argparse's SystemExit(0) escape for --help "
-                   "instead of returning 0 (main(argv) -> int)")
 @pytest.mark.parametrize("argv", [["--help"], ["hist", "--help"], ["--version"]])
 def test_help_in_process_returns_0(argv, capsys):
     rc = cli.main(argv)
