@@ -1,0 +1,179 @@
+"""top, run and demo on a real kernel: ground truth is what the test's own
+commands wrote, the pids it started, and the system state (loop devices,
+cgroups, files) before and after."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ioltrace.export import csv as rec
+
+from .conftest import REPO, cgroup2_root, need_tool
+
+IOLTRACE = [sys.executable, "-m", "ioltrace"]
+
+
+def ioltrace_run(*args, **kw):
+    return subprocess.run(IOLTRACE + [str(a) for a in args], cwd=REPO, capture_output=True, text=True,
+                          timeout=kw.pop("timeout", 120), **kw)
+
+
+def cgroup_tree(tag="ioltrace-"):
+    """ioltrace's cgroups (names start with the tag) in every hierarchy; other
+    software may create and remove cgroups meanwhile."""
+    found = set()
+    for root in filter(None, (cgroup2_root(), "/sys/fs/cgroup/blkio")):
+        for dirpath, dirnames, _ in os.walk(root):
+            found.update(os.path.join(dirpath, d) for d in dirnames if d.startswith(tag)
+                         and not d.startswith("ioltrace-test-"))
+    return found
+
+
+def losetup_list(tag="ioltrace-demo"):
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if tag in l]
+
+
+def test_run_reports_exact_bytes_and_returns_the_exit_code(loopdev, tmp_path):
+    csv_path = tmp_path / "run.csv"
+    before = cgroup_tree()
+    p = ioltrace_run("run", "--csv", csv_path, "--", "sh", "-c",
+                     f"dd if=/dev/zero of={loopdev.path} bs=4096 count=300 oflag=direct 2>/dev/null; exit 7")
+    assert p.returncode == 7, p.stderr
+    rows = rec.read(csv_path)
+    writes = [r for r in rows if r.stage == "bytes" and r.op == "write" and r.disk == loopdev.name]
+    assert sum(r.count for r in writes) == 300 * 4096
+    assert {r.name for r in writes} == {"dd"}
+    assert "dd" in p.stdout and "total write device time" in p.stdout
+    assert cgroup_tree() == before
+
+
+def test_run_counts_the_io_of_forked_children_only(loopdev, tmp_path):
+    csv_path = tmp_path / "run.csv"
+    # Outside I/O during the run must not be counted.
+    outsider = subprocess.Popen(["sh", "-c", f"sleep 0.3; dd if=/dev/zero of={loopdev.path} bs=4096 count=500 "
+                                 "seek=20000 oflag=direct 2>/dev/null"])
+    script = (f"dd if=/dev/zero of={loopdev.path} bs=8192 count=100 oflag=direct 2>/dev/null & "
+              f"(dd if=/dev/zero of={loopdev.path} bs=16384 count=50 seek=1000 oflag=direct 2>/dev/null) & "
+              "sleep 1; wait")
+    p = ioltrace_run("run", "--csv", csv_path, "--", "sh", "-c", script)
+    assert outsider.wait() == 0
+    assert p.returncode == 0, p.stderr
+    rows = rec.read(csv_path)
+    per_pid = {}
+    for r in rows:
+        if r.stage == "bytes" and r.op == "write" and r.disk == loopdev.name:
+            per_pid[r.key] = per_pid.get(r.key, 0) + r.count
+    assert sorted(per_pid.values()) == [100 * 8192, 50 * 16384]
+
+
+def test_run_of_a_missing_command_is_one_line_and_leaves_no_cgroup():
+    before = cgroup_tree()
+    p = ioltrace_run("run", "--", "/nonexistent/command")
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert cgroup_tree() == before
+
+
+def test_run_ctrl_c_passes_the_signal_and_removes_the_cgroup(loopdev):
+    before = cgroup_tree()
+    proc = subprocess.Popen(IOLTRACE + ["run", "--", "sleep", "30"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err  # sleep died of SIGINT: 128 + 2
+    assert "Traceback" not in err
+    assert cgroup_tree() == before
+
+
+def test_demo_completes_and_leaves_nothing_behind():
+    loops, tree = losetup_list(), cgroup_tree()
+    shm = {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")}
+    p = ioltrace_run("demo", "--duration", "5", timeout=180)
+    assert p.returncode == 0, p.stderr
+    shares = re.findall(r"(/ioltrace-demo-\d+/weight(\d+))\s+weight\s+\d+: got\s+([\d.]+)%", p.stdout)
+    assert [w for _, w, _ in shares] == ["1000", "500"], p.stdout
+    assert all(float(got) > 0 for _, _, got in shares)
+    assert abs(sum(float(got) for _, _, got in shares) - 100) < 0.2
+    assert losetup_list() == loops == []
+    assert cgroup_tree() == tree
+    assert {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")} == shm == set()
+
+
+def test_top_batch_shows_a_background_writer(loopdev):
+    writer = subprocess.Popen(["sh", "-c", f"exec dd if=/dev/zero of={loopdev.path} bs=4096 count=400000 "
+                               "oflag=direct"], stderr=subprocess.DEVNULL)
+    try:
+        p = ioltrace_run("top", "-b", "-n", "2", "--disk", loopdev.name)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert p.returncode == 0, p.stderr
+    tables = p.stdout.split("ioltrace top - ")[1:]
+    assert len(tables) == 2
+    for table in tables:
+        row = next(l for l in table.splitlines() if re.match(rf"\s*{writer.pid}\s", l))
+        cols = row.split()
+        assert cols[1] == "dd"
+        write_bps = cols[3]
+        assert write_bps not in ("0B", "0B/s") and re.match(r"[\d.]+[KMGT]?B?$", write_bps), row
+        assert all(len(l) <= 80 for l in table.splitlines())
+
+
+def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
+    need_tool("tmux")
+    need_tool("fio")
+    session = f"ioltrace-test-{os.getpid()}"
+    # Time-based fio jobs as threads: each keeps one pid for the whole test.
+    job = ["fio", "--name=j", f"--filename={loopdev.path}", "--direct=1", "--ioengine=psync", "--time_based",
+           "--runtime=90", "--thread", "--output=/dev/null"]
+    reader = subprocess.Popen(job + ["--rw=randread", "--bs=4k"])
+    writer = subprocess.Popen(job + ["--rw=randwrite", "--bs=64k"])
+    cmd = " ".join(IOLTRACE + ["top", "--disk", loopdev.name, "-o"])
+    tmux = ["tmux", "-L", session]
+    try:
+        subprocess.run(tmux + ["new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                               f"cd {REPO} && {cmd}; echo IOLTRACE-EXIT-$?; sleep 30"], check=True)
+
+        def screen():
+            return subprocess.run(tmux + ["capture-pane", "-p", "-t", session], capture_output=True,
+                                  text=True).stdout
+
+        def wait_for(pred, timeout=30):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                s = screen()
+                if pred(s):
+                    return s
+                time.sleep(0.3)
+            raise AssertionError("screen never matched:\n" + screen())
+
+        def order(s):
+            pids = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+) fio\b", s, re.M)]
+            return [p for p in pids if p in (reader.pid, writer.pid)]
+
+        s = wait_for(lambda s: "Total DISK READ" in s and len(order(s)) == 2)
+        assert "ioltrace top" in s
+        subprocess.run(tmux + ["send-keys", "-t", session, "r"], check=True)
+        s = wait_for(lambda s: "sort read" in s and order(s) == [reader.pid, writer.pid])
+        subprocess.run(tmux + ["send-keys", "-t", session, "w"], check=True)
+        s = wait_for(lambda s: "sort write" in s and order(s) == [writer.pid, reader.pid])
+        subprocess.run(tmux + ["send-keys", "-t", session, "q"], check=True)
+        s = wait_for(lambda s: "IOLTRACE-EXIT-0" in s)
+        # The summary is printed to the restored terminal, not the alternate screen.
+        assert "Summary of" in s
+        mode = subprocess.run(tmux + ["display", "-p", "-t", session, "#{alternate_on}"], capture_output=True,
+                              text=True).stdout.strip()
+        assert mode == "0"
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True)
+        for p in (reader, writer):
+            p.kill()
+            p.wait()
