@@ -76,6 +76,7 @@ class CsvRow(NamedTuple):
     name: str
     disk: str
     op: str
+    layer: str
     stage: str
     bucket_low_ns: str
     bucket_high_ns: str

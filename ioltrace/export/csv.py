@@ -1,6 +1,6 @@
 """Recordings: the long-format CSV every live command can write, and its reader.
 
-One row per (interval, key, disk, op, stage, bucket) with a count, plus
+One row per (interval, key, disk, op, layer, stage, bucket) with a count, plus
 counter rows (stage ios, bytes, errors, queue_sum_ns, device_sum_ns,
 errno:NAME) and the kernel's diagnostic counters (key_kind "kernel").
 Intervals hold deltas, so summing rows of several intervals merges them.
@@ -18,11 +18,12 @@ from ..errors import BadInput
 from ..records import CsvRow
 from ..views.fmt import errno_name
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the layer column; version 1 files are read as layer "block"
 MAGIC = "# ioltrace-csv"
 PREAMBLE = (f"{MAGIC} {FORMAT_VERSION} buckets=log-linear sub_bits={layout.SUB_BITS} "
             f"max_log2={layout.MAX_LOG2}\n")
 HEADER = list(CsvRow._fields)
+HEADER_V1 = [f for f in HEADER if f != "layer"]
 COUNTER_STAGES = ("ios", "bytes", "errors", "queue_sum_ns", "device_sum_ns")
 
 
@@ -30,12 +31,12 @@ def iso(ts):
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
-def rows(groups, start_ts, end_ts, counters=None):
+def rows(groups, start_ts, end_ts, counters=None, layer="block"):
     """CsvRows for one interval of Groups (wall-clock epoch seconds)."""
     a, b = iso(start_ts), iso(end_ts)
     for g in groups:
         gid = g.id
-        base = (a, b, gid.kind, gid.key, gid.name, gid.disk, gid.op)
+        base = (a, b, gid.kind, gid.key, gid.name, gid.disk, gid.op, layer)
         for stage, value in zip(COUNTER_STAGES, (g.ios, g.bytes, g.errors, g.queue_ns, g.device_ns)):
             yield CsvRow(*base, stage, "", "", value)
         for e, n in sorted(g.errnos.items()):
@@ -46,7 +47,7 @@ def rows(groups, start_ts, end_ts, counters=None):
                 yield CsvRow(*base, stage, str(int(layout.BUCKET_LOW[idx])),
                              "inf" if high == float("inf") else str(int(high)), int(counts[idx]))
     for name, value in (counters or {}).items():
-        yield CsvRow(a, b, "kernel", name, name, "*", "*", "counter", "", "", value)
+        yield CsvRow(a, b, "kernel", name, name, "*", "*", layer, "counter", "", "", value)
 
 
 class CsvWriter:
@@ -67,12 +68,15 @@ class CsvWriter:
             n = os.write(self.fd, data)
             data = data[n:]
 
-    def write_interval(self, groups, start_ts, end_ts, counters=None):
+    def write_interval(self, groups, start_ts, end_ts, counters=None, extra_rows=()):
+        """One interval: block Groups and their counters, plus any rows of
+        other layers, in a single write."""
         buf = io.StringIO()
         # RFC 4180 line ends: with "\n" alone, csv leaves a lone "\r" in a
         # name (a comm may hold one) unquoted, and the row splits on reading.
         w = csv.writer(buf, lineterminator="\r\n")
         w.writerows(rows(groups, start_ts, end_ts, counters))
+        w.writerows(extra_rows)
         self._write(buf.getvalue())
 
     def close(self):
@@ -99,18 +103,26 @@ def read(path):
         first = f.readline()
         if not first.startswith(MAGIC):
             raise BadInput(f"{path}:1", "not an ioltrace recording (no '# ioltrace-csv' first line)")
-        fields = dict(p.split("=", 1) for p in first.split()[3:] if "=" in p)
+        parts = first.split()
+        version = parts[2] if len(parts) > 2 else ""
+        if version not in ("1", "2"):
+            raise BadInput(f"{path}:1", f"recording format version {version!r} is not one this ioltrace reads (1, 2): "
+                           "upgrade ioltrace")
+        fields = dict(p.split("=", 1) for p in parts[3:] if "=" in p)
         if fields.get("sub_bits") != str(layout.SUB_BITS) or fields.get("max_log2") != str(layout.MAX_LOG2):
             raise BadInput(f"{path}:1", f"bucket layout {fields} differs from this ioltrace's "
                            f"(sub_bits={layout.SUB_BITS} max_log2={layout.MAX_LOG2})")
         reader = csv.reader(f)
         header = next(reader, None)
-        if header != HEADER:
-            raise BadInput(f"{path}:2", "unexpected header: expected " + ",".join(HEADER))
+        expected = HEADER if version == "2" else HEADER_V1
+        if header != expected:
+            raise BadInput(f"{path}:2", "unexpected header: expected " + ",".join(expected))
         out = []
         for row in reader:
-            if len(row) != len(HEADER):
-                raise BadInput(f"{path}:{reader.line_num + 1}", f"expected {len(HEADER)} fields, got {len(row)}")
+            if len(row) != len(expected):
+                raise BadInput(f"{path}:{reader.line_num + 1}", f"expected {len(expected)} fields, got {len(row)}")
+            if version == "1":
+                row.insert(HEADER.index("layer"), "block")
             try:
                 count = int(row[-1])
             except ValueError:
