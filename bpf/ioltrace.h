@@ -103,6 +103,126 @@ struct iolt_err_key {
 	__u32 _pad;
 };
 
+/* ---- syscall layer (syscall.bpf.c) ---- */
+
+/* Syscalls are numbered by their place in layout.SYSCALLS; indexes below
+ * IOLT_SC_BYTES_FAMILY return a byte count. */
+#define IOLT_SC_COUNT 19          /* known syscalls; range 1..64 */
+#define IOLT_SC_BYTES_FAMILY 10   /* read .. pwritev2 */
+#ifndef IOLT_SC_THREADS
+#define IOLT_SC_THREADS 65536     /* threads inside a syscall at once; range 1..1M */
+#endif
+
+/* Syscall-layer diagnostic counters, indexes into "sc_counters". */
+#define IOLT_SC_CNT_DROPPED 0     /* in-syscall map full: call not timed */
+#define IOLT_SC_CNT_STATS_FULL 1  /* stats map full: call not counted */
+#define IOLT_SC_CNT_HIST_FULL 2   /* histogram map full: sample not recorded */
+#define IOLT_SC_NCOUNTERS 3
+
+struct iolt_sc_start {
+	__u64 ts;
+	__u32 sc;
+	__u32 _pad;
+};
+
+struct iolt_sc_key {
+	__u64 cgid;
+	__u32 tgid;
+	__u32 tid;   /* 0 unless built with IOLT_BY_THREAD */
+	__u32 sc;
+	__u32 _pad;
+};
+
+struct iolt_sc_stat {
+	__u64 calls;
+	__u64 bytes;    /* sum of positive returns of the read/write family */
+	__u64 errors;   /* negative returns */
+	__u64 sum_ns;
+	char comm[16];
+};
+
+struct iolt_sc_hist_key {
+	struct iolt_sc_key k;
+	__u32 bucket;
+	__u32 _pad;
+};
+
+struct iolt_sc_err_key {
+	struct iolt_sc_key k;
+	__s32 err;
+	__u32 _pad;
+};
+
+/* sys_exit_* tracepoint record: the layout of struct trace_event_raw_sys_exit,
+ * unchanged since syscall tracepoints appeared (2.6.33). */
+struct iolt_sys_exit {
+	__u64 _common;
+	__s64 id;
+	__s64 ret;
+};
+
+/* ---- event-loop latency between any tracepoints (loop.bpf.c) ---- */
+
+#define IOLT_LOOP_MAX_EVENTS 8    /* events in a --chain; range 2..8 */
+
+struct iolt_loop_state {
+	__u64 first_ns;
+	__u64 prev_ns;
+	__u32 expect;   /* index of the next event in the chain */
+	__u32 _pad;
+};
+
+struct iolt_loop_key {
+	__u32 tgid;
+	__u32 step;     /* i: event i -> i+1; IOLT_LOOP_MAX_EVENTS: the whole chain */
+};
+
+struct iolt_loop_stat {
+	__u64 count;
+	__u64 sum_ns;
+	__u64 min_ns;
+	__u64 max_ns;
+	char comm[16];
+};
+
+struct iolt_loop_hist_key {
+	struct iolt_loop_key k;
+	__u32 bucket;
+	__u32 _pad;
+};
+
+/* What iolt_loop_event() asks its caller to do (a bit mask). */
+#define IOLT_LOOP_RECORD 1   /* record *step_ns under step *step */
+#define IOLT_LOOP_WHOLE 2    /* record *whole_ns under step IOLT_LOOP_MAX_EVENTS */
+#define IOLT_LOOP_STORE 4    /* store the updated state */
+#define IOLT_LOOP_DELETE 8   /* forget the thread's state */
+
+/* One event `idx` of an n-event chain, at time `now`, for a thread whose
+ * state is *st (have = 0: none). Event 0 (re)starts the chain; the next
+ * expected event records one step; any other event changes nothing. Pure, so
+ * tests/unit/test_loop_chain.py runs it natively on synthetic streams. */
+static inline __u32 iolt_loop_event(struct iolt_loop_state *st, int have, __u32 idx, __u64 now, __u32 n,
+				    __u32 *step, __u64 *step_ns, __u64 *whole_ns)
+{
+	if (idx == 0) {
+		st->first_ns = now;
+		st->prev_ns = now;
+		st->expect = 1;
+		return IOLT_LOOP_STORE;
+	}
+	if (!have || st->expect != idx)
+		return 0;
+	*step = idx - 1;
+	*step_ns = now - st->prev_ns;
+	if (idx + 1 >= n) {
+		*whole_ns = now - st->first_ns;
+		return IOLT_LOOP_RECORD | (n > 2 ? IOLT_LOOP_WHOLE : 0) | IOLT_LOOP_DELETE;
+	}
+	st->prev_ns = now;
+	st->expect = idx + 1;
+	return IOLT_LOOP_RECORD | IOLT_LOOP_STORE;
+}
+
 /* floor(log2(v)) for v > 0, without loops (the verifier prefers it). */
 static inline __u32 iolt_log2(__u64 v)
 {

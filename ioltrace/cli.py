@@ -6,6 +6,7 @@ exit code 2; nothing else here knows how tracing, grouping or output work.
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -37,6 +38,41 @@ command's exit code.
 examples:
   ioltrace run -- dd if=/dev/zero of=/dev/sdb bs=1M count=100 oflag=direct
   ioltrace run --csv fio.csv -- fio job.fio
+"""
+
+
+EPILOG_LOOP = """Tracepoints are CATEGORY:NAME as in tracefs (ls /sys/kernel/tracing/events);
+the syscalls: category may be left out (sys_enter_fsync). A thread's chain
+starts at each --from (first) event; each next event in order records a step.
+examples:
+  ioltrace loop --from sys_exit_io_getevents --to sys_enter_io_submit   # event-loop turn
+  ioltrace loop --from sys_enter_io_submit --to sys_exit_io_submit      # submit cost
+  ioltrace loop --chain kvm:kvm_exit,sys_exit_ppoll,sys_enter_io_submit 5
+"""
+
+
+EPILOG_REPORT = """Reads recordings made with --csv (no root, no bcc needed); several files and
+the intervals inside them merge by summing. Rates are over the recorded time.
+examples:
+  ioltrace report run.csv                        # every key and stage
+  ioltrace report run.csv --by disk --stage device
+  ioltrace report a.csv b.csv --interval 10      # percentiles per 10 s window
+  ioltrace report run.csv --format json          # the schema in README.md
+"""
+
+EPILOG_COMPARE = """Process and thread recordings are compared by command name (--by comm),
+cgroups by path. p-values: permutation test on the bucket counts; ratios
+B/A with bootstrap intervals; the footer states the method.
+examples:
+  ioltrace compare before.csv after.csv
+  ioltrace compare before.csv after.csv --stage device --plot ab.png
+  ioltrace compare --runs a1.csv,a2.csv,a3.csv --runs b1.csv,b2.csv,b3.csv
+"""
+
+EPILOG_PLOT = """Needs matplotlib: pip install 'ioltrace[plot]' (or apt-get install python3-matplotlib).
+examples:
+  ioltrace plot run.csv -o run.png               # histogram per key, p50/p99 marked
+  ioltrace plot run.csv -o run.svg --heatmap --interval 5 --stage device
 """
 
 
@@ -82,6 +118,76 @@ def comm_arg(text):
     return raw
 
 
+def syscalls_arg(text):
+    from .layout import DEFAULT_SYSCALLS, OPT_IN_SYSCALLS, SYSCALLS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    out = []
+    for n in names:
+        if n == "all":
+            out += SYSCALLS
+        elif n == "default":
+            out += DEFAULT_SYSCALLS
+        elif n in SYSCALLS:
+            out.append(n)
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown syscall {n!r}; known: {', '.join(SYSCALLS)} (all, default; opt-in: {', '.join(OPT_IN_SYSCALLS)})")
+    if not out:
+        raise argparse.ArgumentTypeError("empty syscall list")
+    return tuple(dict.fromkeys(out))
+
+
+def tracepoint_arg(text):
+    if ":" not in text and re.fullmatch(r"sys_(enter|exit)_\w+", text):
+        text = "syscalls:" + text
+    if not re.fullmatch(r"[A-Za-z0-9_]+:[A-Za-z0-9_]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not CATEGORY:NAME (e.g. syscalls:sys_enter_fsync)")
+    return text
+
+
+def chain_arg(text):
+    events = [tracepoint_arg(t.strip()) for t in text.split(",") if t.strip()]
+    if not 2 <= len(events) <= 8:
+        raise argparse.ArgumentTypeError("a chain has 2 to 8 tracepoints")
+    return events
+
+
+def layer_options(p, choices, default):
+    from .layout import DEFAULT_SYSCALLS
+
+    p.add_argument("--layer", choices=choices, default=default,
+                   help=f"block: queue and device time; syscall: I/O syscalls' latency (default {default})")
+    p.add_argument("--syscalls", type=syscalls_arg, default=DEFAULT_SYSCALLS, metavar="LIST",
+                   help="syscalls to trace with the syscall layer (comma list, 'all'; default: the I/O "
+                        "syscalls without openat and close)")
+
+
+def pixel_size(text):
+    from .plot import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def recording_options():
+    from .recording import BY_CHOICES
+
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("selection (of what the recordings hold)")
+    g.add_argument("--by", choices=BY_CHOICES, help="key to group by (default: the recorded one; "
+                   "comm and disk can be derived from process recordings)")
+    g.add_argument("--op", action="append", metavar="OP", help="only this op: read, write, ... or a syscall (repeatable)")
+    g.add_argument("--stage", action="append", metavar="STAGE",
+                   help="only this latency: queue, device, total, latency (syscalls) (repeatable; default all)")
+    g.add_argument("--layer", choices=("block", "syscall"), help="only this layer (default both)")
+    g.add_argument("--key", action="append", metavar="KEY", help="only this key: pid, comm, cgroup id or path, disk (repeatable)")
+    g.add_argument("--disk", metavar="NAME", help="only this disk (as recorded: whole disks)")
+    return p
+
+
 def filter_options():
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("filters (applied in the kernel)")
@@ -115,6 +221,7 @@ def build_parser():
     h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
     h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
     h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    layer_options(h, ("block", "syscall"), "block")
 
     t = sub.add_parser("top", parents=[filters], help="live iotop-like view with latency percentiles",
                        epilog=EPILOG_TOP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,13 +234,49 @@ def build_parser():
     t.add_argument("-n", "--iterations", type=positive_int, help="stop after this many refreshes")
     t.add_argument("--width", type=positive_int, default=80, help="batch-mode line width (default 80)")
     t.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    layer_options(t, ("block", "syscall", "both"), "block")
 
     r = sub.add_parser("run", parents=[filters], help="run a command in its own cgroup and report its block I/O",
                        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
     r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file")
     r.add_argument("--report-to-stderr", action="store_true", help="print the report on stderr (keeps stdout for the command)")
+    layer_options(r, ("block", "syscall", "both"), "both")
     r.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+    lp = sub.add_parser("loop", parents=[filters], help="latency between two (or a chain of) tracepoints per thread",
+                        epilog=EPILOG_LOOP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lp.add_argument("interval", nargs="?", type=positive_float, help="seconds between outputs (default: once, at Ctrl-C)")
+    lp.add_argument("count", nargs="?", type=positive_int, help="number of outputs")
+    lp.add_argument("--from", dest="from_tp", type=tracepoint_arg, metavar="TRACEPOINT", help="start event")
+    lp.add_argument("--to", dest="to_tp", type=tracepoint_arg, metavar="TRACEPOINT", help="end event")
+    lp.add_argument("--chain", type=chain_arg, metavar="A,B,C", help="each consecutive step of a sequence")
+    lp.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
+
+    sel = recording_options()
+    rp = sub.add_parser("report", parents=[sel], help="statistics and histograms of CSV recordings (no root)",
+                        epilog=EPILOG_REPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("files", nargs="+", metavar="FILE.csv", help="recordings (merged)")
+    rp.add_argument("--interval", type=positive_float, metavar="SECONDS", help="also show percentiles per time window")
+    rp.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    rp.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
+
+    cp = sub.add_parser("compare", parents=[sel], help="A/B comparison of recordings, with significance (no root)",
+                        epilog=EPILOG_COMPARE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cp.add_argument("files", nargs="*", metavar="A.csv B.csv", help="the two recordings")
+    cp.add_argument("--runs", action="append", metavar="R1.csv,R2.csv,...",
+                    help="a group of repeated runs; give it twice (A, then B)")
+    cp.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    cp.add_argument("--plot", metavar="OUT.png", help="also draw A and B overlaid (.png, .svg, .pdf)")
+    cp.add_argument("--size", type=pixel_size, metavar="WxH", help="picture size in pixels")
+
+    pp = sub.add_parser("plot", parents=[sel], help="draw latency histograms or a heatmap of recordings (no root)",
+                        epilog=EPILOG_PLOT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pp.add_argument("files", nargs="+", metavar="FILE.csv", help="recordings (merged)")
+    pp.add_argument("-o", "--output", required=True, metavar="OUT.png", help="picture to write (.png, .svg, .pdf)")
+    pp.add_argument("--heatmap", action="store_true", help="latency over time instead of one histogram")
+    pp.add_argument("--interval", type=positive_float, metavar="SECONDS", help="heatmap window (default: ~120 across)")
+    pp.add_argument("--size", type=pixel_size, metavar="WxH", help="picture size in pixels")
 
     d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
     d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")
@@ -185,7 +328,11 @@ def _main(argv):
         from . import demo
 
         return demo.run(args)
-    if args.command in ("hist", "top", "run"):
+    if args.command in ("report", "compare", "plot"):
+        from . import offline
+
+        return getattr(offline, args.command)(args)
+    if args.command in ("hist", "top", "run", "loop"):
         from . import commands
 
         return getattr(commands, args.command)(args)

@@ -31,35 +31,68 @@ def kernel_options(args, resolver, **extra):
     return Options(**kw)
 
 
+def layers(args):
+    """The --layer choice as the Tracer's layers, checked against --by."""
+    layer = getattr(args, "layer", "block")
+    chosen = ("block", "syscall") if layer == "both" else (layer,)
+    if "syscall" in chosen and getattr(args, "by", None) == "disk":
+        raise BadInput("--by disk", "the syscall layer knows processes and cgroups, not disks",
+                       "use --by process or --by cgroup with --layer syscall")
+    return chosen
+
+
+def interval_groups(delta, args, resolver, split_disk=True, split_op=True):
+    """(block Groups, syscall Groups) of one interval for the chosen layers."""
+    ops = _ops(args)
+    chosen = layers(args)
+    block = group.by_key(delta, args.by, resolver, split_disk=split_disk, split_op=split_op, ops=ops) \
+        if "block" in chosen else []
+    sys_ = group.by_key_sys(delta, args.by, resolver, split_op=split_op, syscalls=set(args.syscalls)) \
+        if "syscall" in chosen else []
+    return block, sys_
+
+
+def write_csv(writer, delta, args, resolver, start, end):
+    from .export.csv import rows
+
+    block, sys_ = interval_groups(delta, args, resolver)
+    writer.write_interval(block, start, end, delta.counters, extra_rows=rows(sys_, start, end, layer="syscall"))
+
+
+def open_tracer(args, resolver, **extra):
+    """Options from the filters, then the tracer for the chosen layers."""
+    chosen = layers(args)
+    opts = kernel_options(args, resolver, by_thread=getattr(args, "by", None) == "thread", **extra)
+    return Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=getattr(args, "syscalls", None))
+
+
 def hist(args):
     from .export.csv import CsvWriter
     from .views import hist as view
 
     resolver = Resolver()
-    stages = list(layout.STAGES[:2]) if args.stage == "all" else [args.stage]
-    opts = kernel_options(args, resolver, by_thread=args.by == "thread",
-                          total_hist=args.stage in ("total", "all"))
-    ops = set(args.op) if args.op else None
-    writer = CsvWriter(args.csv) if args.csv else None
-    if args.stage == "all":
-        stages.append("total")
-    tracer = None
+    stages = list(layout.STAGES[:2]) + ["total"] if args.stage == "all" else [args.stage]
+    if args.layer == "syscall":
+        stages = ["latency"]
+    tracer = writer = None
     try:
-        tracer = Tracer(opts, verbose=args.verbose)
+        layers(args)
+        writer = CsvWriter(args.csv) if args.csv else None
+        tracer = open_tracer(args, resolver, total_hist=args.stage in ("total", "all"))
         session.banner(tracer, args.verbose)
         out = sys.stdout
 
         def on_interval(delta, start, end, final):
             if writer is not None:
-                writer.write_interval(group.by_key(delta, args.by, resolver, ops=ops), start, end, delta.counters)
-            groups = group.by_key(delta, args.by, resolver, split_disk=args.by == "disk" or bool(args.disk), ops=ops)
+                write_csv(writer, delta, args, resolver, start, end)
+            block, sys_ = interval_groups(delta, args, resolver, split_disk=args.by == "disk" or bool(args.disk))
             lines = []
             if args.timestamp:
                 lines.append(time.strftime("%H:%M:%S", time.localtime(end)))
-            lines.extend(view.render(groups, stages, end - start, args.milliseconds))
-            if not groups:
-                lines.append("(no block I/O in this interval)")
-            foot = view.footer(delta.counters, layout.ALARM_COUNTERS)
+            lines.extend(view.render(block + sys_, stages, end - start, args.milliseconds))
+            if not block and not sys_:
+                lines.append(f"(no {'syscall' if args.layer == 'syscall' else 'block'} I/O in this interval)")
+            foot = view.footer(delta.counters, layout.ALARM_COUNTERS + layout.SC_COUNTERS)
             if foot:
                 lines.append(foot)
             out.write("\n".join(lines) + "\n")
@@ -93,6 +126,9 @@ class TopState:
 
     def __init__(self, args):
         self.sort = args.sort
+        self.layer = getattr(args, "layer", "block")
+        if self.layer == "syscall" and self.sort == "latency":
+            self.sort = "sp99"
         self.reverse = True
         self.only = args.only
         self.seen = {}          # key -> name, for keys idle in this interval
@@ -121,6 +157,8 @@ class TopState:
             self.reverse = not self.reverse
         elif ch in self.KEYS:
             self.sort = self.KEYS[ch]
+            if self.sort == "latency" and self.layer == "syscall":
+                self.sort = "sp99"
         return True
 
 
@@ -135,11 +173,11 @@ def top(args):
     from .export.csv import CsvWriter
 
     resolver = Resolver()
-    opts = kernel_options(args, resolver, by_thread=args.by == "thread")
+    layers(args)
     writer = CsvWriter(args.csv) if args.csv else None
     tracer = None
     try:
-        tracer = Tracer(opts, verbose=args.verbose)
+        tracer = open_tracer(args, resolver)
         first, last = live_view(tracer, resolver, args, writer)
     finally:
         if tracer is not None:
@@ -172,17 +210,19 @@ def live_view(tracer, resolver, args, writer=None):
 
             screen = Screen()
 
+        layer = getattr(args, "layer", "block")
+
         def on_interval(delta, start, end, final):
             if writer is not None:
-                writer.write_interval(group.by_key(delta, args.by, resolver, ops=ops), start, end, delta.counters)
-            groups = group.by_key(delta, args.by, resolver, split_disk=False, ops=ops)
-            rows = view.rows(groups, end - start, controls_of)
+                write_csv(writer, delta, args, resolver, start, end)
+            block, sys_ = interval_groups(delta, args, resolver, split_disk=False)
+            rows = view.rows(block, end - start, controls_of, sys_, sys_bytes=layer == "syscall")
             header = view.header_lines(rows, session.alarm_counters(delta.counters),
                                        time.strftime("%H:%M:%S", time.localtime(end)), args.interval,
                                        args.by, state.sort)
             state.update(rows, header)
             if batch:
-                _print_top(state, view, controls_of is not None, width=args.width)
+                _print_top(state, view, controls_of is not None, width=args.width, layer=layer)
             else:
                 screen.draw(state, view, controls_of is not None)
 
@@ -198,10 +238,10 @@ def live_view(tracer, resolver, args, writer=None):
             screen.close()
 
 
-def _print_top(state, view, with_controls, width=80):
+def _print_top(state, view, with_controls, width=80, layer="block"):
     lines = list(state.header)
     lines += view.table_lines(view.sort_rows(state.rows, state.sort, state.reverse), width=width,
-                              with_controls=with_controls)
+                              with_controls=with_controls, layer=layer)
     sys.stdout.write("\n".join(lines) + "\n\n")
     sys.stdout.flush()
 
@@ -213,13 +253,14 @@ def _print_summary(first, last, args, resolver, ops, controls_of, title=None):
 
     whole = maps.delta(last, first)
     seconds = (last.time_ns - first.time_ns) / 1e9
-    groups = group.by_key(whole, args.by, resolver, split_disk=False, ops=ops)
-    rows = view.sort_rows(view.rows(groups, seconds, controls_of), "bytes")
+    layer = getattr(args, "layer", "block")
+    block, sys_ = interval_groups(whole, args, resolver, split_disk=False)
+    rows = view.sort_rows(view.rows(block, seconds, controls_of, sys_, sys_bytes=layer == "syscall"), "bytes")
     lines = [title or f"Summary of {seconds:.1f}s, by {args.by}, top {min(len(rows), 20)} of {len(rows)} by bytes:"]
     lines += view.header_lines(rows, session.alarm_counters(whole.counters), "whole run", seconds, args.by,
                                "bytes")[1:]
     lines += view.table_lines(rows, width=getattr(args, "width", 80), with_controls=controls_of is not None,
-                              limit=20)
+                              limit=20, layer=layer)
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
@@ -235,14 +276,15 @@ def run(args):
     if not args.command_argv:
         raise BadInput("ioltrace run", "no command given", "usage: ioltrace run [options] -- COMMAND [ARGS...]")
     resolver = Resolver()
+    args.by = "process"
+    layers(args)
     writer = CsvWriter(args.csv) if args.csv else None
     tracer = child = None
     ops = set(args.op) if args.op else None
     try:
         with ScratchCgroup(resolver, f"ioltrace-run-{os.getpid()}") as cg:
             cgid, level = resolver.cgroup_filter(cg.rel)
-            opts = kernel_options(args, resolver, cgid=cgid, cglevel=level, total_hist=True)
-            tracer = Tracer(opts, verbose=args.verbose)
+            tracer = open_tracer(args, resolver, cgid=cgid, cglevel=level, total_hist=True)
             if args.verbose:
                 session.banner(tracer, True)
             with session.Stopper() as stopper:
@@ -269,8 +311,7 @@ def run(args):
     seconds = (last.time_ns - first.time_ns) / 1e9
     if writer is not None:
         wall_end = time.time()
-        writer.write_interval(group.by_key(whole, "process", resolver, ops=ops), wall_end - seconds, wall_end,
-                              whole.counters)
+        write_csv(writer, whole, args, resolver, wall_end - seconds, wall_end)
         writer.close()
     _print_run_report(whole, seconds, args, resolver, ops, hview, leftover)
     return code
@@ -305,7 +346,9 @@ def _print_run_report(whole, seconds, args, resolver, ops, hview, leftover):
     from .views import fmt
 
     out = sys.stderr if args.report_to_stderr else sys.stdout
-    procs = group.by_key(whole, "process", resolver, split_disk=False, split_op=False, ops=ops)
+    chosen = layers(args)
+    procs = group.by_key(whole, "process", resolver, split_disk=False, split_op=False, ops=ops) \
+        if "block" in chosen else []
     lines = ["", f" Block I/O of '{' '.join(args.command_argv)}' ({seconds:.2f}s, {len(procs)} process(es)):", ""]
     lines.append(f"{'PID':>8} {'COMM':<16} {'IOS':>8} {'READ':>9} {'WRITE':>9} {'Qp50':>7} {'Dp50':>7} {'Dp99':>7}")
     by_op = group.by_key(whole, "process", resolver, split_disk=False, ops=ops)
@@ -319,14 +362,16 @@ def _print_run_report(whole, seconds, args, resolver, ops, hview, leftover):
         lines.append(f"{g.id.key:>8} {fmt.truncate(g.id.name, 16):<16} {g.ios:>8} {fmt.size(rw[g.id.key]['read']):>9} "
                      f"{fmt.size(rw[g.id.key]['write']):>9} {fmt.ns(H.percentile(q, 50)):>7} "
                      f"{fmt.ns(H.percentile(d, 50)):>7} {fmt.ns(H.percentile(d, 99)):>7}")
-    total = group.by_key(whole, "disk", _AllOne(), split_disk=False, ops=ops)
+    total = group.by_key(whole, "disk", _AllOne(), split_disk=False, ops=ops) if "block" in chosen else []
     for g in total:
         for stage in ("queue", "device", "total"):
             lines += [""] + [f"total {g.id.op} {stage} time" if g.id.op != "*" else f"total {stage} time"]
             lines += hview.render_hist(g.hists.get(stage, H.empty()), 1e3, "usecs")
             lines += hview.stats_lines(g, stage, seconds)
-    if not procs:
+    if "block" in chosen and not procs:
         lines.append("(no block I/O: page-cache hits and buffered writes not yet flushed do no block I/O)")
+    if "syscall" in chosen:
+        lines += _syscall_table(group.by_key_sys(whole, "process", resolver, syscalls=set(args.syscalls)), seconds)
     foot = hview.footer(whole.counters, layout.ALARM_COUNTERS)
     if foot:
         lines.append(foot)
@@ -336,8 +381,104 @@ def _print_run_report(whole, seconds, args, resolver, ops, hview, leftover):
     out.flush()
 
 
+def _syscall_table(groups, seconds):
+    from . import hist as H
+    from .views import fmt
+
+    lines = ["", f"{'PID':>8} {'COMM':<16} {'SYSCALL':<15} {'CALLS':>8} {'BYTES':>8} {'p50':>7} {'p99':>7}"
+                 f" {'max':>7} ERRORS"]
+    for g in groups:
+        lat = g.hists.get("latency", H.empty())
+        errs = ",".join(f"{fmt.errno_name(e)}={n}" for e, n in sorted(g.errnos.items()))
+        lines.append(f"{g.id.key:>8} {fmt.truncate(g.id.name, 16):<16} {g.id.op:<15} {g.ios:>8} "
+                     f"{fmt.size(g.bytes):>8} {fmt.ns(H.percentile(lat, 50)):>7} {fmt.ns(H.percentile(lat, 99)):>7}"
+                     f" {fmt.ns(H.summary(lat)['max']):>7} {errs}")
+    if not groups:
+        lines.append("(no traced syscalls)")
+    return lines
+
+
 class _AllOne:
     """A resolver that names every disk the same, to total across disks."""
 
     def disk_name(self, dev):
         return "all disks"
+
+
+def loop(args):
+    """Per-thread latency between consecutive tracepoint events."""
+    from . import hist as H
+    from .loader import LoopTracer, tracefs
+    from .views import fmt
+    from .views import hist as hview
+
+    events = args.chain or [e for e in (args.from_tp, args.to_tp) if e]
+    if args.chain and (args.from_tp or args.to_tp):
+        raise BadInput("ioltrace loop", "--chain excludes --from/--to")
+    if len(events) < 2:
+        raise BadInput("ioltrace loop", "give --from and --to, or --chain A,B[,...]")
+    root = tracefs()
+    if root is not None:
+        _check_tracepoints(events, root)
+    resolver = Resolver()
+    tracer = LoopTracer(kernel_options(args, resolver), events, verbose=args.verbose)
+    unit_ns, unit_name = (1e6, "msecs") if args.milliseconds else (1e3, "usecs")
+    steps = [f"{a} -> {b}" for a, b in zip(events, events[1:])]
+    try:
+        sys.stderr.write(f"probes: {', '.join(events)} (tracepoints)\nTracing... Hit Ctrl-C to end.\n")
+        prev = tracer.snapshot()
+        with session.Stopper() as stopper:
+            n = 0
+            t0 = time.monotonic()
+            while True:
+                n += 1
+                if args.interval is None:
+                    while not stopper.stopped:
+                        time.sleep(0.05)
+                    done = True
+                else:
+                    done = not stopper.sleep_until(t0 + n * args.interval) or (args.count and n >= args.count)
+                cur = tracer.snapshot()
+                lines = []
+                for (tgid, step), arr in sorted(cur[2].items()):
+                    d = arr - prev[2].get((tgid, step), 0)
+                    if not d.any():
+                        continue
+                    count, sum_ns, _, _, comm = cur[1].get((tgid, step), (0, 0, 0, 0, ""))
+                    pcount, psum = prev[1].get((tgid, step), (0, 0))[:2]
+                    label = steps[step] if step < len(steps) else f"whole chain {events[0]} -> {events[-1]}"
+                    s = H.summary(d, sum_ns - psum)
+                    lines += ["", f"PID {tgid} ({resolver.comm(tgid, comm)})  {label}"]
+                    lines += hview.render_hist(d, unit_ns, unit_name)
+                    lines.append(f"  count {int(d.sum())}  mean {fmt.ns(s['mean'])}  median {fmt.ns(s['p50'])}  "
+                                 f"stddev {fmt.ns(s['stddev'])}")
+                    lines.append(f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}  p90 {fmt.ns(s['p90'])}  "
+                                 f"p99 {fmt.ns(s['p99'])}  p99.9 {fmt.ns(s['p99.9'])}")
+                if not lines:
+                    lines = ["(no complete steps in this interval)"]
+                sys.stdout.write("\n".join(lines) + "\n")
+                sys.stdout.flush()
+                prev = cur
+                if done:
+                    break
+    finally:
+        tracer.close()
+    return 0
+
+
+def _check_tracepoints(events, root):
+    """Every event must exist in tracefs; name close matches when not."""
+    import difflib
+
+    for ev in events:
+        cat, name = ev.split(":", 1)
+        if os.path.isdir(os.path.join(root, "events", cat, name)):
+            continue
+        try:
+            with open(os.path.join(root, "available_events")) as f:
+                known = f.read().split()
+        except OSError:
+            known = []
+        close = difflib.get_close_matches(ev, known, n=3, cutoff=0.6)
+        raise BadInput(f"tracepoint {ev}", "not in this kernel's tracefs",
+                       ("did you mean " + ", ".join(close)) if close else "list them: ls " + root + "/events")

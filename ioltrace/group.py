@@ -7,7 +7,7 @@ knows how rows are shown.
 """
 
 from . import layout
-from .records import Group, GroupId
+from .records import Group, GroupId, Key
 
 KINDS = ("process", "thread", "cgroup", "cgroup-v1", "disk")
 
@@ -83,3 +83,53 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None):
 
 def _sortable(key):
     return (0, int(key), "") if key.isdigit() else (1, 0, key)
+
+
+SYSCALL_KINDS = ("process", "thread", "cgroup", "cgroup-v1")
+
+
+def sys_group_id(key, comm, kind, resolver, split_op=True):
+    op = layout.SYSCALLS[key.sc] if split_op and key.sc < len(layout.SYSCALLS) else "*"
+    # The syscall layer knows no disk; reuse the block key's naming rules.
+    return group_id(Key(key.cgid, key.tgid, key.tid, 0, 0), comm, kind, resolver, split_disk=False)._replace(
+        disk="*", op=op)
+
+
+def by_key_sys(snap, kind, resolver, split_op=True, syscalls=None):
+    """Aggregate the syscall layer of a snapshot into Groups: op is the
+    syscall name, the one histogram stage is "latency"."""
+    acc = {}
+    ids = {}
+
+    def gid(key):
+        g = ids.get(key)
+        if g is None:
+            t = snap.sys_totals.get(key)
+            g = ids[key] = sys_group_id(key, t.comm if t else "", kind, resolver, split_op)
+        return g
+
+    def wanted(key):
+        return syscalls is None or (key.sc < len(layout.SYSCALLS) and layout.SYSCALLS[key.sc] in syscalls)
+
+    def slot(key):
+        return acc.setdefault(gid(key), {"ios": 0, "bytes": 0, "errors": 0, "queue_ns": 0, "device_ns": 0,
+                                         "hists": {}, "errnos": {}, "sums": {"latency": 0}})
+
+    for key, t in snap.sys_totals.items():
+        if wanted(key):
+            s = slot(key)
+            s["ios"] += t.calls
+            s["bytes"] += t.bytes
+            s["errors"] += t.errors
+            s["sums"]["latency"] += t.sum_ns
+    for key, arr in snap.sys_hists.items():
+        if wanted(key):
+            hs = slot(key)["hists"]
+            hs["latency"] = hs["latency"] + arr if "latency" in hs else arr.copy()
+    for (key, errno), n in snap.sys_errors.items():
+        if wanted(key):
+            es = slot(key)["errnos"]
+            es[errno] = es.get(errno, 0) + n
+    out = [Group(g, **s) for g, s in acc.items()]
+    out.sort(key=lambda g: (_sortable(g.id.key), g.id.op))
+    return out

@@ -143,3 +143,72 @@ def buckets_of(values):
         idx[e > MAX_LOG2] = OVERFLOW_BUCKET
         out[big] = idx
     return out
+
+
+# ---- syscall layer (bpf/syscall.bpf.c) ----
+
+# Index = the syscall's number in the kernel programs (sc_enter_N/sc_exit_N).
+# The first SC_BYTES_FAMILY return a byte count; even ones of those read.
+SYSCALLS = (
+    "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2",
+    "fsync", "fdatasync", "sync_file_range", "io_submit", "io_getevents", "io_pgetevents", "io_uring_enter",
+    "openat", "close",
+)
+SC_BYTES_FAMILY = 10
+OPT_IN_SYSCALLS = ("openat", "close")
+DEFAULT_SYSCALLS = tuple(s for s in SYSCALLS if s not in OPT_IN_SYSCALLS)
+READ_SYSCALLS = frozenset(SYSCALLS[0:SC_BYTES_FAMILY:2])
+WRITE_SYSCALLS = frozenset(SYSCALLS[1:SC_BYTES_FAMILY:2])
+DEFAULT_SC_THREADS = 65536
+SC_COUNTERS = ("syscall_dropped", "syscall_stats_full", "syscall_hist_full")
+
+
+class ScStart(ctypes.Structure):
+    _fields_ = [("ts", ctypes.c_uint64), ("sc", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class ScKey(ctypes.Structure):
+    _fields_ = [("cgid", ctypes.c_uint64), ("tgid", ctypes.c_uint32), ("tid", ctypes.c_uint32),
+                ("sc", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class ScStat(ctypes.Structure):
+    _fields_ = [("calls", ctypes.c_uint64), ("bytes", ctypes.c_uint64), ("errors", ctypes.c_uint64),
+                ("sum_ns", ctypes.c_uint64), ("comm", ctypes.c_char * 16)]
+
+
+class ScHistKey(ctypes.Structure):
+    _fields_ = [("k", ScKey), ("bucket", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class ScErrKey(ctypes.Structure):
+    _fields_ = [("k", ScKey), ("err", ctypes.c_int32), ("_pad", ctypes.c_uint32)]
+
+
+class SysExit(ctypes.Structure):
+    _fields_ = [("_common", ctypes.c_uint64), ("id", ctypes.c_int64), ("ret", ctypes.c_int64)]
+
+
+# ---- event-loop latency (bpf/loop.bpf.c) ----
+
+LOOP_MAX_EVENTS = 8
+LOOP_WHOLE_STEP = LOOP_MAX_EVENTS  # the step number of "first event -> last event"
+LOOP_RECORD, LOOP_WHOLE, LOOP_STORE, LOOP_DELETE = 1, 2, 4, 8  # iolt_loop_event() actions
+
+
+class LoopState(ctypes.Structure):
+    _fields_ = [("first_ns", ctypes.c_uint64), ("prev_ns", ctypes.c_uint64), ("expect", ctypes.c_uint32),
+                ("_pad", ctypes.c_uint32)]
+
+
+class LoopKey(ctypes.Structure):
+    _fields_ = [("tgid", ctypes.c_uint32), ("step", ctypes.c_uint32)]
+
+
+class LoopStat(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_uint64), ("sum_ns", ctypes.c_uint64), ("min_ns", ctypes.c_uint64),
+                ("max_ns", ctypes.c_uint64), ("comm", ctypes.c_char * 16)]
+
+
+class LoopHistKey(ctypes.Structure):
+    _fields_ = [("k", LoopKey), ("bucket", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]

@@ -125,56 +125,57 @@ def import_bcc():
 
 
 class Tracer:
-    """Compiled and attached block probes; close() detaches them."""
+    """Compiled and attached probes of the requested layers; close() detaches.
 
-    def __init__(self, opts=Options(), verbose=False):
+    layers: "block" (block.bpf.c) and/or "syscall" (syscall.bpf.c, attaching
+    only the `syscalls` asked for that this kernel has).
+    """
+
+    def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None):
         self.opts = opts
-        missing = missing_privileges()
-        if missing:
-            raise NotPermitted(missing)
-        root = tracefs()
-        if root is None:
-            raise KernelUnsupported(["tracefs"], "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+        self.bpf = self.sys = None
+        self.tracepoints, self.skipped = [], []
+        self.start_tp = None
+        root = _require_tracing()
+        BPF = import_bcc()
+        self.headers = use_headers()
+        src = bpf_dir()
+        flags = cflags(opts, start_tracepoint(root)) + [f"-I{src}"]
+        t0 = time.monotonic()
+        try:
+            if "block" in layers:
+                self._attach_block(BPF, root, src, flags, verbose)
+            if "syscall" in layers:
+                self._attach_syscalls(BPF, root, src, flags, verbose, syscalls or layout.DEFAULT_SYSCALLS)
+        except BaseException:
+            self.close()
+            raise
+        self.compile_s = time.monotonic() - t0
+
+    def _attach_block(self, BPF, root, src, flags, verbose):
         self.start_tp = start_tracepoint(root)
         needed = [self.start_tp, "block_rq_issue", "block_rq_complete"]
         absent = [f"block:{tp}" for tp in needed if not tracepoint_exists("block", tp, root)]
         if absent:
             raise KernelUnsupported(absent, "ioltrace needs the block tracepoints (CONFIG_BLK_DEV_IO_TRACE or CONFIG_TRACEPOINTS)")
-        self.tracepoints = [f"block:{tp}" for tp in needed]
-        BPF = import_bcc()
-        self.headers = headers.choose()
-        if self.headers.kind == "none":
-            raise HeadersMissing(os.uname().release)
-        os.environ.update(self.headers.env)
-        src = bpf_dir()
-        flags = cflags(opts, self.start_tp) + [f"-I{src}"]
-        t0 = time.monotonic()
-        self.bpf = self._compile(BPF, str(src / "block.bpf.c"), flags, verbose)
-        self.compile_s = time.monotonic() - t0
+        self.tracepoints += [f"block:{tp}" for tp in needed]
+        self.bpf = compile_bpf(BPF, str(src / "block.bpf.c"), flags, verbose)
         self._check_layout()
         self._seed_other_keys()
 
-    @staticmethod
-    def _compile(BPF, path, flags, verbose):
-        # bcc prints compiler errors to fd 2 itself; keep them for -v only.
-        with tempfile.TemporaryFile() as log:
-            saved = os.dup(2)
-            os.dup2(log.fileno(), 2)
-            try:
-                return BPF(src_file=path.encode(), cflags=flags)
-            except Exception as e:  # bcc raises a bare Exception
-                os.dup2(saved, 2)
-                log.seek(0)
-                text = log.read().decode("utf-8", "replace")
-                if verbose and text:
-                    sys.stderr.write(text)
-                if "Operation not permitted" in text or "Permission denied" in str(e):
-                    raise NotPermitted() from None
-                first = next((l for l in text.splitlines() if "error" in l), str(e))
-                raise CompileFailed(first.strip()[:200]) from None
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
+    def _attach_syscalls(self, BPF, root, src, flags, verbose, syscalls):
+        present = [sc for sc in syscalls if tracepoint_exists("syscalls", f"sys_enter_{sc}", root)
+                   and tracepoint_exists("syscalls", f"sys_exit_{sc}", root)]
+        self.skipped = [sc for sc in syscalls if sc not in present]
+        if not present:
+            raise KernelUnsupported([f"syscalls:sys_enter_{sc}" for sc in syscalls],
+                                    "the kernel needs CONFIG_FTRACE_SYSCALLS")
+        self.sys = compile_bpf(BPF, str(src / "syscall.bpf.c"), flags, verbose)
+        for sc in present:
+            n = layout.SYSCALLS.index(sc)
+            self.sys.attach_tracepoint(tp=f"syscalls:sys_enter_{sc}", fn_name=f"sc_enter_{n}")
+            self.sys.attach_tracepoint(tp=f"syscalls:sys_exit_{sc}", fn_name=f"sc_exit_{n}")
+        self.tracepoints.append(f"syscalls:sys_{{enter,exit}}_{{{','.join(present)}}}")
 
     def _check_layout(self):
         for table, ctype in (("stats", layout.StatKey), ("hist", layout.HistKey), ("inflight", layout.RqKey)):
@@ -191,23 +192,102 @@ class Tracer:
             t[k] = t.Leaf()
 
     def describe(self):
-        return "probes: " + ", ".join(self.tracepoints) + " (tracepoints only)"
+        text = "probes: " + ", ".join(self.tracepoints) + " (tracepoints only)"
+        if self.skipped:
+            text += "; not in this kernel, skipped: " + ", ".join(self.skipped)
+        return text
 
     def snapshot(self):
         now = time.monotonic_ns()
-        b = self.bpf
-        return maps.snapshot(
+        b, s = self.bpf, self.sys
+        snap = maps.snapshot(
             now,
-            _items(b["stats"]),
-            _items(b["hist"]),
-            _items(b["errs"]),
-            [v for _, v in b["counters"].items()],
+            _items(b["stats"]) if b else [],
+            _items(b["hist"]) if b else [],
+            _items(b["errs"]) if b else [],
+            [v for _, v in b["counters"].items()] if b else [],
         )
+        if s is None:
+            return snap
+        return maps.with_syscalls(snap, _items(s["sc_stats"]), _items(s["sc_hist"]), _items(s["sc_errs"]),
+                                  [v for _, v in s["sc_counters"].items()])
+
+    def close(self):
+        for name in ("bpf", "sys"):
+            b = getattr(self, name, None)
+            setattr(self, name, None)
+            if b is not None:
+                b.cleanup()
+
+
+class LoopTracer:
+    """Per-thread latency between consecutive events of a tracepoint chain."""
+
+    def __init__(self, opts, events, verbose=False):
+        root = _require_tracing()
+        BPF = import_bcc()
+        self.headers = use_headers()
+        src = bpf_dir()
+        flags = cflags(opts, start_tracepoint(root)) + [f"-I{src}", f"-DIOLT_LOOP_EVENTS={len(events)}"]
+        self.events = list(events)
+        self.bpf = compile_bpf(BPF, str(src / "loop.bpf.c"), flags, verbose)
+        try:
+            for i, tp in enumerate(events):
+                self.bpf.attach_tracepoint(tp=tp, fn_name=f"ev_{i}")
+        except Exception as e:
+            self.close()
+            raise KernelUnsupported([f"attach {', '.join(events)}"], str(e)) from None
+
+    def snapshot(self):
+        return maps.loop_snapshot(time.monotonic_ns(), _items(self.bpf["loop_stats"]),
+                                  _items(self.bpf["loop_hist"]))
 
     def close(self):
         b, self.bpf = getattr(self, "bpf", None), None
         if b is not None:
             b.cleanup()
+
+
+def use_headers():
+    """Choose kernel headers and point bcc at them (BCC_KERNEL_SOURCE)."""
+    choice = headers.choose()
+    if choice.kind == "none":
+        raise HeadersMissing(os.uname().release)
+    os.environ.update(choice.env)
+    return choice
+
+
+def _require_tracing():
+    missing = missing_privileges()
+    if missing:
+        raise NotPermitted(missing)
+    root = tracefs()
+    if root is None:
+        raise KernelUnsupported(["tracefs"], "mount it: mount -t tracefs tracefs /sys/kernel/tracing")
+    return root
+
+
+def compile_bpf(BPF, path, flags, verbose):
+    """bcc's BPF(), with its compiler errors kept for -v and turned into one line."""
+    # bcc prints compiler errors to fd 2 itself; keep them for -v only.
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            return BPF(src_file=path.encode(), cflags=flags)
+        except Exception as e:  # bcc raises a bare Exception
+            os.dup2(saved, 2)
+            log.seek(0)
+            text = log.read().decode("utf-8", "replace")
+            if verbose and text:
+                sys.stderr.write(text)
+            if "Operation not permitted" in text or "Permission denied" in str(e):
+                raise NotPermitted() from None
+            first = next((l for l in text.splitlines() if "error" in l), str(e))
+            raise CompileFailed(first.strip()[:200]) from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _items(table):

@@ -7,7 +7,7 @@ layout.py's, which have the same fields) and never touches bcc itself.
 import numpy as np
 
 from . import layout
-from .records import Key, Snapshot, Totals
+from .records import Key, Snapshot, SysKey, SysTotals, Totals
 
 
 def _key(k):
@@ -72,6 +72,70 @@ def empty_snapshot(time_ns):
     return Snapshot(time_ns, {}, {}, {}, dict.fromkeys(layout.COUNTERS, 0))
 
 
+def _sys_key(k):
+    return SysKey(int(k.cgid), int(k.tgid), int(k.tid), int(k.sc))
+
+
+def _value(v):
+    return int(v.value if hasattr(v, "value") else v)
+
+
+def with_syscalls(snap, stats_pairs, hist_pairs, err_pairs, counter_values):
+    """snap with the syscall layer's map entries added."""
+    totals = {_sys_key(k): SysTotals(int(v.calls), int(v.bytes), int(v.errors), int(v.sum_ns), comm_text(v.comm))
+              for k, v in stats_pairs}
+    hists = {}
+    for k, v in hist_pairs:
+        key = _sys_key(k.k)
+        arr = hists.get(key)
+        if arr is None:
+            arr = hists[key] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
+        if 0 <= int(k.bucket) < layout.NBUCKETS:
+            arr[int(k.bucket)] += _value(v)
+    errors = {}
+    for k, v in err_pairs:
+        cell = (_sys_key(k.k), -int(k.err))
+        errors[cell] = errors.get(cell, 0) + _value(v)
+    vals = [_value(v) for v in counter_values] + [0] * len(layout.SC_COUNTERS)
+    counters = dict(snap.counters, **dict(zip(layout.SC_COUNTERS, vals)))
+    return snap._replace(counters=counters, sys_totals=totals, sys_hists=hists, sys_errors=errors)
+
+
+def loop_snapshot(time_ns, stats_pairs, hist_pairs):
+    """(time_ns, {(tgid, step): (count, sum_ns, min_ns, max_ns, comm)},
+    {(tgid, step): bucket counts}) from the loop maps."""
+    stats = {(int(k.tgid), int(k.step)): (int(v.count), int(v.sum_ns), int(v.min_ns), int(v.max_ns),
+                                          comm_text(v.comm)) for k, v in stats_pairs}
+    hists = {}
+    for k, v in hist_pairs:
+        cell = (int(k.k.tgid), int(k.k.step))
+        arr = hists.get(cell)
+        if arr is None:
+            arr = hists[cell] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
+        if 0 <= int(k.bucket) < layout.NBUCKETS:
+            arr[int(k.bucket)] += _value(v)
+    return time_ns, stats, hists
+
+
+def _delta_counts(cur, prev):
+    out = {}
+    for cell, n in cur.items():
+        d = n - prev.get(cell, 0)
+        if d:
+            out[cell] = d
+    return out
+
+
+def _delta_hists(cur, prev):
+    out = {}
+    for cell, arr in cur.items():
+        p = prev.get(cell)
+        d = arr if p is None else arr - p
+        if d.any():
+            out[cell] = d
+    return out
+
+
 def delta(cur, prev):
     """What happened between two cumulative snapshots; keys with no change
     are left out. The kernel only adds, so every difference is >= 0; a key
@@ -88,16 +152,16 @@ def delta(cur, prev):
                 t.ios - p.ios, t.bytes - p.bytes, t.errors - p.errors,
                 t.queue_ns - p.queue_ns, t.device_ns - p.device_ns, t.comm,
             )
-    hists = {}
-    for cell, arr in cur.hists.items():
-        p = prev.hists.get(cell)
-        d = arr if p is None else arr - p
-        if d.any():
-            hists[cell] = d
-    errors = {}
-    for cell, n in cur.errors.items():
-        d = n - prev.errors.get(cell, 0)
-        if d:
-            errors[cell] = d
-    counters = {name: cur.counters.get(name, 0) - prev.counters.get(name, 0) for name in layout.COUNTERS}
-    return Snapshot(cur.time_ns, totals, hists, errors, counters)
+    sys_totals = {}
+    for k, t in cur.sys_totals.items():
+        p = prev.sys_totals.get(k)
+        if p is None:
+            if t.calls:
+                sys_totals[k] = t
+        elif t.calls != p.calls:
+            sys_totals[k] = SysTotals(t.calls - p.calls, t.bytes - p.bytes, t.errors - p.errors,
+                                      t.sum_ns - p.sum_ns, t.comm)
+    counters = {name: cur.counters.get(name, 0) - prev.counters.get(name, 0) for name in cur.counters}
+    return Snapshot(cur.time_ns, totals, _delta_hists(cur.hists, prev.hists), _delta_counts(cur.errors, prev.errors),
+                    counters, sys_totals, _delta_hists(cur.sys_hists, prev.sys_hists),
+                    _delta_counts(cur.sys_errors, prev.sys_errors))

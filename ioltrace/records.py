@@ -28,11 +28,32 @@ class Totals(NamedTuple):
     comm: str
 
 
+class SysKey(NamedTuple):
+    """One syscall-layer key (maps.with_syscalls): who called which syscall."""
+
+    cgid: int
+    tgid: int
+    tid: int
+    sc: int
+
+
+class SysTotals(NamedTuple):
+    """Counters of one SysKey (maps.with_syscalls), cumulative or a delta."""
+
+    calls: int
+    bytes: int
+    errors: int
+    sum_ns: int
+    comm: str
+
+
 class Snapshot(NamedTuple):
     """Everything read from the kernel maps at one moment (maps.snapshot).
 
     hists maps (Key, stage) -> numpy bucket counts; errors maps (Key, errno)
-    -> count; counters maps layout.COUNTERS names -> count.
+    -> count; counters maps layout.COUNTERS (and SC_COUNTERS) names -> count.
+    The sys_* fields hold the syscall layer, keyed by SysKey (hists by SysKey
+    alone: one latency histogram per key); empty when it is not traced.
     """
 
     time_ns: int
@@ -40,6 +61,9 @@ class Snapshot(NamedTuple):
     hists: dict
     errors: dict
     counters: dict
+    sys_totals: dict = {}
+    sys_hists: dict = {}
+    sys_errors: dict = {}
 
 
 class GroupId(NamedTuple):
@@ -64,6 +88,7 @@ class Group(NamedTuple):
     device_ns: int
     hists: dict      # stage name -> numpy bucket counts
     errnos: dict     # errno (positive int) -> count
+    sums: dict = None  # stage name -> exact sum of ns, for stages other than queue/device
 
 
 class CsvRow(NamedTuple):
@@ -108,3 +133,6 @@ class TopRow(NamedTuple):
     errors: int
     share: float      # of all bytes in the interval, 0..1
     controls: str     # cgroup I/O controls (--by cgroup), else ""
+    calls: float = 0.0                # syscalls per second (syscall layer)
+    s_p50: float = float("nan")       # syscall latency percentiles (ns)
+    s_p99: float = float("nan")

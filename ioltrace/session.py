@@ -50,9 +50,11 @@ class Stopper:
 
 
 def banner(tracer, verbose, out=sys.stderr):
-    out.write(f"{tracer.describe()}; start event {tracer.start_tp}"
-              f"{' (block_io_start absent: kernel < 6.5)' if tracer.start_tp == 'block_rq_insert' else ''}; "
-              f"headers: {tracer.headers.kind}\n")
+    start = ""
+    if tracer.start_tp:
+        start = f"; start event {tracer.start_tp}" + (
+            " (block_io_start absent: kernel < 6.5)" if tracer.start_tp == "block_rq_insert" else "")
+    out.write(f"{tracer.describe()}{start}; headers: {tracer.headers.kind}\n")
     if verbose:
         out.write(f"headers: {tracer.headers.detail}\n")
         out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")

@@ -37,7 +37,12 @@ def rows(groups, start_ts, end_ts, counters=None, layer="block"):
     for g in groups:
         gid = g.id
         base = (a, b, gid.kind, gid.key, gid.name, gid.disk, gid.op, layer)
-        for stage, value in zip(COUNTER_STAGES, (g.ios, g.bytes, g.errors, g.queue_ns, g.device_ns)):
+        if g.sums:
+            totals = [("ios", g.ios), ("bytes", g.bytes), ("errors", g.errors)]
+            totals += [(f"{stage}_sum_ns", v) for stage, v in g.sums.items()]
+        else:
+            totals = zip(COUNTER_STAGES, (g.ios, g.bytes, g.errors, g.queue_ns, g.device_ns))
+        for stage, value in totals:
             yield CsvRow(*base, stage, "", "", value)
         for e, n in sorted(g.errnos.items()):
             yield CsvRow(*base, f"errno:{errno_name(e)}", "", "", n)

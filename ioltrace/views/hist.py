@@ -29,7 +29,7 @@ def title(g, stage, width=80):
         tail += f"  disk {gid.disk}"
     if gid.op != "*":
         tail += f"  {gid.op}"
-    tail += f"  {stage} time"
+    tail += "  syscall time" if stage == "latency" else f"  {stage} time"
     prefix = {"process": f"PID {gid.key} (", "thread": f"TID {gid.key} (", "cgroup": "cgroup ",
               "cgroup-v1": "cgroup-v1 ", "disk": "disk "}.get(gid.kind, "")
     close = ")" if gid.kind in ("process", "thread") else ""
@@ -39,7 +39,8 @@ def title(g, stage, width=80):
 
 def stats_lines(g, stage, seconds):
     counts = g.hists.get(stage)
-    exact = {"queue": g.queue_ns, "device": g.device_ns, "total": g.queue_ns + g.device_ns}.get(stage)
+    exact = (g.sums or {}).get(stage, {"queue": g.queue_ns, "device": g.device_ns,
+                                        "total": g.queue_ns + g.device_ns}.get(stage))
     s = hist.summary(counts, exact) if counts is not None else hist.summary(hist.empty())
     secs = max(seconds, 1e-9)
     line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"

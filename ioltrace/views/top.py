@@ -6,7 +6,7 @@ the kernel, so batch mode, the live screen and tests share it.
 
 import math
 
-from .. import hist
+from .. import hist, layout
 from ..records import TopRow
 from . import fmt
 
@@ -35,19 +35,51 @@ CGROUP_COLUMNS = (
     ("share", "SHARE", 5, True),
     ("controls", "CONTROLS", 11, False),
 )
+# The syscall layer: calls and their latency, bytes from the calls' returns.
+SYSCALL_COLUMNS = (
+    ("key", "ID", 8, True),
+    ("name", "NAME", 0, False),
+    ("calls", "CALLS/s", 8, True),
+    ("read_bps", "READ/s", 8, True),
+    ("write_bps", "WRITE/s", 8, True),
+    ("s_p50", "Sp50", 6, True),
+    ("s_p99", "Sp99", 6, True),
+)
+# Both layers on one row: syscall latency next to queue and device latency,
+# so the layer where time goes stands out; bytes are the block layer's.
+BOTH_COLUMNS = (
+    ("key", "ID", 8, True),
+    ("name", "NAME", 0, False),
+    ("read_bps", "READ/s", 8, True),
+    ("write_bps", "WRITE/s", 8, True),
+    ("s_p50", "Sp50", 6, True),
+    ("s_p99", "Sp99", 6, True),
+    ("q_p50", "Qp50", 6, True),
+    ("d_p50", "Dp50", 6, True),
+    ("d_p99", "Dp99", 6, True),
+)
 SORT_KEYS = {"id": "key", "name": "name", "read": "read_bps", "write": "write_bps", "iops": "iops",
              "qp50": "q_p50", "qp99": "q_p99", "dp50": "d_p50", "dp99": "d_p99", "latency": "d_p99",
-             "errors": "errors", "share": "share", "bytes": "share"}
+             "errors": "errors", "share": "share", "bytes": "share",
+             "calls": "calls", "sp50": "s_p50", "sp99": "s_p99"}
 MIN_NAME = 10
 
 
-def rows(groups, seconds, controls_of=None):
-    """Merge each key's disks and ops into one TopRow."""
+def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
+    """Merge each key's disks and ops (and syscalls) into one TopRow.
+
+    sys_bytes: READ/WRITE come from the read/write syscalls' returns (the
+    syscall layer alone) instead of the block layer."""
     secs = max(seconds, 1e-9)
     by = {}
+
+    def slot(g):
+        return by.setdefault(g.id.key, {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
+                                        "calls": 0, "queue": hist.empty(), "device": hist.empty(),
+                                        "latency": hist.empty()})
+
     for g in groups:
-        s = by.setdefault(g.id.key, {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
-                                     "queue": hist.empty(), "device": hist.empty()})
+        s = slot(g)
         if g.id.op == "read":
             s["read"] += g.bytes
         elif g.id.op == "write":
@@ -57,6 +89,14 @@ def rows(groups, seconds, controls_of=None):
         for stage in ("queue", "device"):
             if stage in g.hists:
                 s[stage] += g.hists[stage]
+    for g in sys_groups:
+        s = slot(g)
+        s["calls"] += g.ios
+        s["errors"] += g.errors
+        if "latency" in g.hists:
+            s["latency"] += g.hists["latency"]
+        if sys_bytes:
+            s["read" if g.id.op in layout.READ_SYSCALLS else "write"] += g.bytes
     total = sum(s["read"] + s["write"] for s in by.values()) or 1
     out = []
     for key, s in by.items():
@@ -65,7 +105,8 @@ def rows(groups, seconds, controls_of=None):
             hist.percentile(s["queue"], 50), hist.percentile(s["queue"], 99),
             hist.percentile(s["device"], 50), hist.percentile(s["device"], 99),
             s["errors"], (s["read"] + s["write"]) / total,
-            controls_of(key, s["name"]) if controls_of else ""))
+            controls_of(key, s["name"]) if controls_of else "",
+            s["calls"] / secs, hist.percentile(s["latency"], 50), hist.percentile(s["latency"], 99)))
     return out
 
 
@@ -99,11 +140,16 @@ def header_lines(rows_, counters, when, interval, by, sort):
     return lines
 
 
-def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None):
+def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None, layer="block"):
     """Column header plus one line per row, each at most `width` columns."""
     if with_errors is None:
         with_errors = any(r.errors for r in rows_)
-    cols = list(CGROUP_COLUMNS if with_controls else COLUMNS)
+    if layer == "syscall":
+        cols = list(SYSCALL_COLUMNS)
+    elif layer == "both":
+        cols = list(BOTH_COLUMNS)
+    else:
+        cols = list(CGROUP_COLUMNS if with_controls else COLUMNS)
     if with_errors:
         cols.insert(-2 if with_controls else len(cols), ("errors", "ERR", 5, True))
     fixed = sum(w for _, _, w, _ in cols if w) + len(cols) - 1
@@ -128,9 +174,9 @@ def _cell(r, field):
     v = getattr(r, field)
     if field in ("read_bps", "write_bps"):
         return fmt.size(v)
-    if field == "iops":
+    if field in ("iops", "calls"):
         return f"{v:.0f}"
-    if field.startswith(("q_", "d_")):
+    if field.startswith(("q_", "d_", "s_")):
         return fmt.ns(v)
     if field == "share":
         return f"{v * 100:.0f}%"

@@ -28,6 +28,16 @@ STRUCTS = {
     "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm")),
     "iolt_hist_key": (layout.HistKey, ("k", "stage", "bucket")),
     "iolt_err_key": (layout.ErrKey, ("k", "err", "_pad")),
+    "iolt_sc_start": (layout.ScStart, ("ts", "sc", "_pad")),
+    "iolt_sc_key": (layout.ScKey, ("cgid", "tgid", "tid", "sc", "_pad")),
+    "iolt_sc_stat": (layout.ScStat, ("calls", "bytes", "errors", "sum_ns", "comm")),
+    "iolt_sc_hist_key": (layout.ScHistKey, ("k", "bucket", "_pad")),
+    "iolt_sc_err_key": (layout.ScErrKey, ("k", "err", "_pad")),
+    "iolt_sys_exit": (layout.SysExit, ("_common", "id", "ret")),
+    "iolt_loop_state": (layout.LoopState, ("first_ns", "prev_ns", "expect", "_pad")),
+    "iolt_loop_key": (layout.LoopKey, ("tgid", "step")),
+    "iolt_loop_stat": (layout.LoopStat, ("count", "sum_ns", "min_ns", "max_ns", "comm")),
+    "iolt_loop_hist_key": (layout.LoopHistKey, ("k", "bucket", "_pad")),
 }
 
 # blk_fill_rwbs(): optional 'F' (REQ_PREFLUSH), then the op letter (W write,
@@ -47,7 +57,7 @@ C_MAIN = r"""
 #include <stdio.h>
 #include <stddef.h>
 #include <string.h>
-typedef uint32_t __u32; typedef uint64_t __u64; typedef int32_t __s32;
+typedef uint32_t __u32; typedef uint64_t __u64; typedef int32_t __s32; typedef int64_t __s64;
 #include "ioltrace.h"
 
 int main(int argc, char **argv)
@@ -129,6 +139,14 @@ def _expected_constants():
     exp.update({f"IOLT_OP_{n.upper()}": i for i, n in enumerate(layout.OPS)})
     exp.update({f"IOLT_STAGE_{n.upper()}": i for i, n in enumerate(layout.STAGES)})
     exp.update({f"IOLT_CNT_{n.upper()}": i for i, n in enumerate(layout.COUNTERS)})
+    exp.update({
+        "IOLT_SC_COUNT": len(layout.SYSCALLS), "IOLT_SC_BYTES_FAMILY": layout.SC_BYTES_FAMILY,
+        "IOLT_SC_THREADS": layout.DEFAULT_SC_THREADS, "IOLT_SC_NCOUNTERS": len(layout.SC_COUNTERS),
+        "IOLT_LOOP_MAX_EVENTS": layout.LOOP_MAX_EVENTS, "IOLT_LOOP_RECORD": layout.LOOP_RECORD,
+        "IOLT_LOOP_WHOLE": layout.LOOP_WHOLE, "IOLT_LOOP_STORE": layout.LOOP_STORE,
+        "IOLT_LOOP_DELETE": layout.LOOP_DELETE,
+    })
+    exp.update({f"IOLT_SC_CNT_{n.upper().replace('SYSCALL_', '')}": i for i, n in enumerate(layout.SC_COUNTERS)})
     return exp
 
 

@@ -1,0 +1,430 @@
+"""Snapshots -> Prometheus exposition text (format 0.0.4) or OpenMetrics 1.0.0.
+
+Pure: takes cumulative Snapshots (maps.snapshot) and a resolver for names,
+returns bytes. No bcc, no sockets, no files; serve.py does the HTTP and the
+textfile. Values are cumulative since the tracer started (Prometheus
+counters), so they come from Snapshots directly, never from deltas.
+
+Two promises hold across scrapes of one Exporter, because Prometheus relies
+on them:
+
+- every exported counter, bucket and sum only grows: a label set is the sum
+  of a set of kernel keys that only gains members, keys that leave the
+  kernel maps keep their last counts here, and the series a label set is
+  folded into (``other``) never gives members back;
+- histogram buckets are exact sums of kernel counts: every exported edge is
+  a fine-bucket boundary of layout.py, so nothing is interpolated.
+"""
+
+import math
+
+import numpy as np
+
+from .. import layout
+from ..views.fmt import errno_name
+
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+CONTENT_TYPES = {
+    TEXT: "text/plain; version=0.0.4; charset=utf-8",
+    OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+}
+
+# Exported bucket edges: powers of two of nanoseconds, 2^10 ns (1.024 us) to
+# 2^36 ns (68.7 s); 27 edges, then +Inf. Decimal edges (1 us, 5 ms) are not
+# fine-bucket boundaries above 128 ns, powers of two of ns always are, and
+# 2^36 ns is where the kernel's overflow bucket starts.
+EDGE_LOG2_FIRST, EDGE_LOG2_LAST = 10, layout.MAX_LOG2 + 1   # range 5..MAX_LOG2+1
+EDGES_NS = tuple(1 << e for e in range(EDGE_LOG2_FIRST, EDGE_LOG2_LAST + 1))
+EDGE_BUCKETS = tuple(layout.bucket_of(e) for e in EDGES_NS)
+for _ns, _b in zip(EDGES_NS, EDGE_BUCKETS):
+    assert layout.BUCKET_LOW[_b] == _ns, f"edge {_ns} ns is not a fine-bucket boundary"
+# np.add.reduceat segments: [0, b0) is "below the first edge", [b_i, b_i+1)
+# lies between two edges, [b_last, NBUCKETS) is the overflow bucket.
+_SEGMENT_STARTS = np.array((0,) + EDGE_BUCKETS, dtype=np.intp)
+LE_VALUES = tuple(repr(ns / 1e9) for ns in EDGES_NS) + ("+Inf",)
+NBUCKETS_OUT = len(LE_VALUES)
+
+DEFAULT_MAX_SERIES = 1000   # label sets per level before folding; range 1..1e9
+OTHER = "other"             # the value of every label of a folded label set
+
+STAGE_NUMBER = {name: i for i, name in enumerate(layout.STAGES)}
+
+
+def cumulative(counts):
+    """Fine bucket counts (layout.NBUCKETS) -> cumulative counts per LE_VALUES.
+
+    Entry i counts the samples below EDGES_NS[i] nanoseconds; the last entry
+    (+Inf) counts them all. Latencies are whole nanoseconds, so "below edge"
+    is "at most edge - 1 ns": a sample of exactly 2^k ns counts in the next
+    bucket up, as the kernel's fine buckets are [low, high).
+    """
+    return np.cumsum(np.add.reduceat(np.asarray(counts, dtype=np.uint64), _SEGMENT_STARTS), dtype=np.uint64)
+
+
+def _coarse(matrix):
+    """Rows of fine counts -> rows of per-segment (not cumulative) counts."""
+    return np.add.reduceat(matrix, _SEGMENT_STARTS, axis=1)
+
+
+# -- escaping -------------------------------------------------------------------
+
+_LABEL_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
+
+
+def _unsurrogate(text):
+    # Names read with os.fsdecode hold undecodable bytes as lone surrogates,
+    # which no UTF-8 encoder accepts: show them as \xNN, as maps.comm_text does.
+    out = []
+    for c in text:
+        o = ord(c)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def escape(value):
+    """A label value as it goes between the double quotes: valid UTF-8, with
+    backslash, double quote and newline escaped (both formats agree)."""
+    value = str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = _unsurrogate(value)
+    return value.translate(_LABEL_ESCAPES)
+
+
+def _labels(names, values):
+    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values))
+
+
+# -- content negotiation --------------------------------------------------------
+
+def negotiate(accept):
+    """The format to answer an Accept header with: OpenMetrics when the
+    scraper asks for application/openmetrics-text at least as much as for
+    text/plain (Prometheus does), else the text format."""
+    om_q = text_q = 0.0
+    for part in (accept or "").split(","):
+        fields = [f.strip() for f in part.split(";")]
+        mtype = fields[0].lower()
+        q = 1.0
+        for f in fields[1:]:
+            if f[:2].lower() == "q=":
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        if not math.isfinite(q):
+            q = 0.0
+        if mtype == "application/openmetrics-text":
+            om_q = max(om_q, q)
+        elif mtype in ("text/plain", "text/*", "*/*"):
+            text_q = max(text_q, q)
+    return OPENMETRICS if om_q > 0 and om_q >= text_q else TEXT
+
+
+# -- levels of aggregation ------------------------------------------------------
+
+class Level:
+    """One aggregation of kernel keys (per disk, per cgroup, per process) and
+    what it remembers between scrapes: which label sets have their own
+    series, which were folded into "other", and the counts of kernel keys
+    that left the maps."""
+
+    def __init__(self, name, prefix, labels, what, retire_dead):
+        self.name = name
+        self.prefix = prefix            # metric name prefix
+        self.labels = labels            # identifying label names
+        self.what = what                # for HELP texts
+        self.retire_dead = retire_dead  # fold label sets whose keys all left
+        self.other = (OTHER,) * len(labels)
+        self.kept = {}                  # label set -> True, in order of arrival
+        self.folded = set()             # never get a series of their own again
+        self.base = {}                  # label set -> _Acc of keys that left the maps
+
+    def assign(self, candidates, max_series):
+        """Give new label sets a series while there is room; fold the rest.
+        candidates: label set -> (bytes, ios) seen this scrape."""
+        new = [e for e in candidates if e not in self.kept and e not in self.folded and e != self.other]
+        # Biggest first, so the first scrape keeps what matters; then by name
+        # so the choice does not depend on map iteration order.
+        new.sort(key=lambda e: (-candidates[e][0], -candidates[e][1], e))
+        for e in new:
+            if len(self.kept) < max_series:
+                self.kept[e] = True
+            else:
+                self.folded.add(e)
+
+    def out(self, entity):
+        return entity if entity in self.kept else self.other
+
+    def forget(self, live):
+        """Label sets with a series but no kernel key any more: with nothing
+        remembered they free their slot; with counts remembered they stay
+        (disk, cgroup) or, for processes, are folded into "other" with them."""
+        for e in [e for e in self.kept if e not in live]:
+            acc = self.base.get(e)
+            if acc is None:
+                del self.kept[e]
+            elif self.retire_dead:
+                del self.kept[e]
+                self.folded.add(e)
+                self.base.setdefault(self.other, _Acc()).add(self.base.pop(e))
+
+
+class _Acc:
+    """Counts of one label set that no longer come from the kernel maps."""
+
+    def __init__(self):
+        self.ios = self.bytes = 0
+        self.sum_ns = {}        # stage number -> ns
+        self.errors = {}        # errno -> count
+        self.hist = {}          # stage number -> per-segment counts (NBUCKETS_OUT,)
+
+    def add(self, other):
+        self.ios += other.ios
+        self.bytes += other.bytes
+        for s, v in other.sum_ns.items():
+            self.sum_ns[s] = self.sum_ns.get(s, 0) + v
+        for e, v in other.errors.items():
+            self.errors[e] = self.errors.get(e, 0) + v
+        for s, v in other.hist.items():
+            self.hist[s] = self.hist[s] + v if s in self.hist else v.copy()
+
+
+def _stage_sum(t, stage):
+    if stage == layout.STAGE_QUEUE:
+        return t.queue_ns
+    if stage == layout.STAGE_DEVICE:
+        return t.device_ns
+    return t.queue_ns + t.device_ns   # total = queue + device, per request
+
+
+# -- the exporter ---------------------------------------------------------------
+
+class Exporter:
+    """Renders Snapshots of one tracer, scrape after scrape.
+
+    resolver: names for devs and cgroup ids (resolve.Resolver or a fake).
+    stages: stage names to export histograms for (the kernel records
+    "total" only when built with total_hist).
+    info: labels of ioltrace_build_info.
+    """
+
+    def __init__(self, resolver, per_process=False, max_series=DEFAULT_MAX_SERIES,
+                 stages=("queue", "device"), info=None):
+        self.resolver = resolver
+        self.max_series = int(max_series)
+        self.stages = tuple(STAGE_NUMBER[s] for s in stages)
+        self.stage_names = tuple(stages)
+        self.info = dict(info or {})
+        self.levels = [
+            Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op", False),
+            Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"),
+                  "per cgroup v2, disk and op", False),
+        ]
+        if per_process:
+            self.levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
+                                     "per process (pid and comm), disk and op", True))
+        self._prev = None
+
+    # Label sets of one kernel key, one per level; None for the kernel's own
+    # catch-all key (stats map full), which every level shows as "other".
+    def _entities(self, key, comm):
+        if key.tgid == layout.OTHER_TGID:
+            return None
+        op = layout.OPS[key.op] if key.op < len(layout.OPS) else str(key.op)
+        disk = self.resolver.disk_name(key.dev)
+        ents = [(disk, op), (self.resolver.cgroup_path(key.cgid), disk, op)]
+        if len(self.levels) > 2:
+            ents.append((str(key.tgid), comm, disk, op))
+        return ents
+
+    def _remember_gone(self, snap, prev, ents_of):
+        """Kernel keys in prev that left the maps (or restarted from lower
+        counts): keep their last counts in the base of their label sets."""
+        gone = [k for k, p in prev.totals.items()
+                if (p.ios or p.bytes or p.errors) and (k not in snap.totals or snap.totals[k].ios < p.ios)]
+        if not gone:
+            return
+        gone_set = set(gone)
+        hists, errs = {}, {}
+        for (k, stage), arr in prev.hists.items():
+            if k in gone_set and stage in self.stages:
+                hists.setdefault(k, []).append((stage, arr))
+        for (k, errno), n in prev.errors.items():
+            if k in gone_set:
+                errs.setdefault(k, []).append((errno, n))
+        for k in gone:
+            t = prev.totals[k]
+            acc = _Acc()
+            acc.ios, acc.bytes = t.ios, t.bytes
+            acc.sum_ns = {s: _stage_sum(t, s) for s in self.stages}
+            for stage, arr in hists.get(k, ()):
+                acc.hist[stage] = _coarse(arr[np.newaxis, :].astype(np.uint64))[0]
+            for errno, n in errs.get(k, ()):
+                acc.errors[errno] = acc.errors.get(errno, 0) + n
+            ents = ents_of(k, t.comm)
+            for i, lvl in enumerate(self.levels):
+                e = lvl.other if ents is None else lvl.out(ents[i])
+                lvl.base.setdefault(e, _Acc()).add(acc)
+
+    def render(self, snap, fmt=TEXT):
+        """The whole exposition for one Snapshot, as UTF-8 bytes."""
+        om = fmt == OPENMETRICS
+        memo = {}
+
+        def ents_of(k, comm):
+            got = memo.get(k)
+            if got is None:
+                got = memo[k] = self._entities(k, comm) or ()
+            return got or None
+
+        if self._prev is not None:
+            self._remember_gone(snap, self._prev, ents_of)
+        self._prev = snap
+
+        # Keys with something to show; the loader seeds the catch-all keys
+        # with zeros, and those stay hidden until the kernel uses them.
+        live = [(k, t) for k, t in snap.totals.items() if t.ios or t.bytes or t.errors]
+        live_ents = [ents_of(k, t.comm) for k, t in live]
+        for i, lvl in enumerate(self.levels):
+            seen = {}
+            for (k, t), ents in zip(live, live_ents):
+                if ents is None:
+                    continue
+                e = ents[i]
+                b, n = seen.get(e, (0, 0))
+                seen[e] = (b + t.bytes, n + t.ios)
+            lvl.forget(seen)
+            lvl.assign(seen, self.max_series)
+
+        out = []
+        self._render_info(out, om)
+        live_index = {k: j for j, (k, _) in enumerate(live)}
+        cells = [(live_index[k], stage, arr) for (k, stage), arr in snap.hists.items()
+                 if stage in self.stages and k in live_index]
+        coarse = _coarse(np.stack([c[2] for c in cells]).astype(np.uint64, copy=False)) if cells else None
+        for i, lvl in enumerate(self.levels):
+            self._render_level(out, lvl, i, snap, live, live_ents, live_index, cells, coarse, om)
+        self._render_kernel(out, snap, om)
+        self._render_folded(out, om)
+        if om:
+            out.append("# EOF")
+        return ("\n".join(out) + "\n").encode("utf-8")
+
+    # -- families ---------------------------------------------------------------
+
+    @staticmethod
+    def _head(out, family, mtype, help_text, om, unit=None):
+        """Metadata lines. A counter family is "x_total" in the text format
+        and "x" (samples "x_total") in OpenMetrics."""
+        name = family + "_total" if mtype == "counter" and not om else family
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {mtype}")
+        if om and unit:
+            out.append(f"# UNIT {name} {unit}")
+
+    def _render_info(self, out, om):
+        labels = _labels(tuple(self.info), tuple(self.info.values()))
+        help_text = "ioltrace version and how it traces (start tracepoint, kernel headers); always 1."
+        if om:
+            self._head(out, "ioltrace_build", "info", help_text, om)
+        else:
+            self._head(out, "ioltrace_build_info", "gauge", help_text, om)
+        out.append(f"ioltrace_build_info{{{labels}}} 1" if labels else "ioltrace_build_info 1")
+
+    def _render_level(self, out, lvl, i, snap, live, live_ents, live_index, cells, coarse, om):
+        # Output label sets: kept ones in name order, "other" last.
+        index = {}
+        key_out = []                       # per live key: output row or -1
+        for k_ents in live_ents:
+            e = lvl.other if k_ents is None else lvl.out(k_ents[i])
+            j = index.get(e)
+            if j is None:
+                j = index[e] = len(index)
+            key_out.append(j)
+        for e in lvl.base:
+            if e not in index:
+                index[e] = len(index)
+        n = len(index)
+        nst = len(self.stages)
+        ios = [0] * n
+        nbytes = [0] * n
+        sums = [[0] * nst for _ in range(n)]
+        errors = {}
+        for (k, t), j in zip(live, key_out):
+            ios[j] += t.ios
+            nbytes[j] += t.bytes
+            s = sums[j]
+            for si, stage in enumerate(self.stages):
+                s[si] += _stage_sum(t, stage)
+        for (k, errno), c in snap.errors.items():
+            j = live_index.get(k)
+            if j is not None:
+                cell = (key_out[j], errno)
+                errors[cell] = errors.get(cell, 0) + c
+        hist = np.zeros((n * nst, NBUCKETS_OUT), dtype=np.uint64)
+        if cells:
+            stage_pos = {s: si for si, s in enumerate(self.stages)}
+            rows = np.fromiter((key_out[kj] * nst + stage_pos[st] for kj, st, _ in cells),
+                               dtype=np.intp, count=len(cells))
+            np.add.at(hist, rows, coarse)
+        for e, acc in lvl.base.items():
+            j = index[e]
+            ios[j] += acc.ios
+            nbytes[j] += acc.bytes
+            for si, stage in enumerate(self.stages):
+                sums[j][si] += acc.sum_ns.get(stage, 0)
+                if stage in acc.hist:
+                    hist[j * nst + si] += acc.hist[stage]
+            for errno, c in acc.errors.items():
+                errors[(j, errno)] = errors.get((j, errno), 0) + c
+        hist = np.cumsum(hist, axis=1, dtype=np.uint64)
+
+        order = sorted(index.items(), key=lambda ej: (ej[0] == lvl.other, ej[0]))
+        lbl = {j: _labels(lvl.labels, e) for e, j in order}
+        p = lvl.prefix
+        self._head(out, f"{p}_ios", "counter",
+                   f"Completed block I/O requests, failed ones included, {lvl.what}.", om)
+        out.extend(f"{p}_ios_total{{{lbl[j]}}} {ios[j]}" for _, j in order)
+        self._head(out, f"{p}_bytes", "counter",
+                   f"Bytes of successfully completed block I/O requests, {lvl.what}.", om, "bytes")
+        out.extend(f"{p}_bytes_total{{{lbl[j]}}} {nbytes[j]}" for _, j in order)
+        self._head(out, f"{p}_errors", "counter",
+                   f"Block I/O requests completed with an error, {lvl.what}, by errno.", om)
+        rank = {j: r for r, (_, j) in enumerate(order)}
+        for (j, errno), c in sorted(errors.items(), key=lambda x: (rank[x[0][0]], x[0][1])):
+            out.append(f'{p}_errors_total{{{lbl[j]},errno="{escape(errno_name(errno))}"}} {c}')
+        fam = f"{p}_latency_seconds"
+        self._head(out, fam, "histogram",
+                   f"Block I/O latency {lvl.what}; stage queue is start to dispatch, device is dispatch "
+                   "to completion, total is start to completion.", om, "seconds")
+        les = LE_VALUES
+        for _, j in order:
+            for si, stage in enumerate(self.stage_names):
+                row = hist[j * nst + si].tolist()
+                head = f'{fam}_bucket{{{lbl[j]},stage="{stage}",le="'
+                out.extend(f'{head}{le}"}} {c}' for le, c in zip(les, row))
+                labels = f'{lbl[j]},stage="{stage}"'
+                out.append(f"{fam}_sum{{{labels}}} {sums[j][si] / 1e9!r}")
+                out.append(f"{fam}_count{{{labels}}} {row[-1]}")
+
+    def _render_kernel(self, out, snap, om):
+        self._head(out, "ioltrace_kernel_events", "counter",
+                   "Diagnostic counters of the kernel side: requests it could not track or record "
+                   "(see the README's table).", om)
+        for name in layout.COUNTERS:
+            out.append(f'ioltrace_kernel_events_total{{event="{name}"}} {int(snap.counters.get(name, 0))}')
+
+    def _render_folded(self, out, om):
+        self._head(out, "ioltrace_folded_label_sets", "gauge",
+                   "Label sets counted in the \"other\" series of their level: beyond --max-series, "
+                   "or processes whose counts left the kernel maps.", om)
+        for lvl in self.levels:
+            out.append(f'ioltrace_folded_label_sets{{level="{lvl.name}"}} {len(lvl.folded)}')

@@ -1,0 +1,101 @@
+"""`ioltrace report` output: a Selection (recording.aggregate) as text or CSV.
+
+Per key and stage: the histogram (views.hist.render_hist), the figures of
+stats.describe in the layout of the live views, and with --interval one row
+per time window. Returns lines or a string; never reads files or prints.
+"""
+
+import csv
+import io
+
+from .. import hist, stats
+from ..recording import Series, stages_of
+from . import fmt
+from .hist import footer, render_hist, title
+
+PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
+CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
+              "ios", "bytes", "errors", "iops", "bytes_per_s", "count", "mean_ns", "mean_exact", "stddev_ns",
+              "min_ns", "max_ns") + tuple(f"{p}_ns" for p in PCTS)
+
+
+def header(sel):
+    files = ", ".join(sel.paths) if len(sel.paths) <= 3 else f"{len(sel.paths)} recordings"
+    return f"Report of {files}: {sel.seconds:.1f}s recorded, by {sel.by}"
+
+
+def figure_lines(d, errnos=None):
+    """The two summary lines of the live views, from a describe() dict."""
+    mean = fmt.ns(d["mean"]) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
+    lines = [f"  count {d['ios']}  IOPS {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
+             f"  mean {mean}  stddev {fmt.ns(d['stddev'])}",
+             f"  min {fmt.ns(d['min'])}  max {fmt.ns(d['max'])}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
+    if d["errors"]:
+        lines.append("  errors " + (", ".join(f"{k}={v}" for k, v in errnos) if errnos else str(d["errors"])))
+    return lines
+
+
+def window_lines(sel, series, stage):
+    lines = [f"  {'window':<13} {'count':>8} {'IOPS':>9} " + " ".join(f"{p:>8}" for p in PCTS)]
+    for w, (wc, wh) in sorted(series.windows.items()):
+        secs = sel.window_seconds.get(w, sel.window)
+        d = stats.describe(Series(series.id, series.layer, wc, wh, {}), stage, secs)
+        span = f"{w * sel.window:g}-{(w + 1) * sel.window:g}s"
+        lines.append(f"  {span:<13} {d['count']:>8} {d['iops']:>9.1f} " + " ".join(f"{fmt.ns(d[p]):>8}" for p in PCTS))
+    return lines
+
+
+def render(sel, stages=(), millis=False):
+    """The table format: lines."""
+    unit_ns, unit_name = (1e6, "msecs") if millis else (1e3, "usecs")
+    out = [header(sel)]
+    approx = False
+    for s in sel.series:
+        errnos = [(k.split(":", 1)[1], v) for k, v in sorted(s.counters.items()) if k.startswith("errno:")]
+        for stage in stages_of(s, wanted=stages):
+            counts = s.hists[stage]
+            if not counts.any():
+                continue
+            out += ["", title(s, stage)]
+            out += render_hist(counts, unit_ns, unit_name)
+            d = stats.describe(s, stage, sel.seconds)
+            approx |= not d["mean_exact"]
+            out += figure_lines(d, errnos)
+            if sel.window is not None:
+                out += window_lines(sel, s, stage)
+    if not any(s.hists for s in sel.series):
+        out.append("(no latency recorded for these keys)")
+    foot = footer(sel.counters, sorted(k for k, v in sel.counters.items() if v and k != "issue_no_start"))
+    if foot:
+        out.append(foot)
+    if approx:
+        out.append("~ mean from bucket midpoints (no exact sum recorded for these samples)")
+    return out
+
+
+def csv_text(sel, stages=()):
+    """The csv format: one row per key and stage, then one per window."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CSV_FIELDS)
+
+    def row(s, stage, secs, span):
+        d = stats.describe(s, stage, secs)
+        gid = s.id
+        w.writerow([gid.kind, gid.key, gid.name, gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
+                    d["ios"], d["bytes"], d["errors"], f"{d['iops']:.3f}", f"{d['bytes_per_s']:.1f}", d["count"],
+                    _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min", "max") + PCTS)])
+
+    for s in sel.series:
+        for stage in stages_of(s, wanted=stages):
+            row(s, stage, sel.seconds, ("", ""))
+            for i, (wc, wh) in sorted(s.windows.items()):
+                part = Series(s.id, s.layer, wc, wh, {})
+                if stage in wh:
+                    row(part, stage, sel.window_seconds.get(i, sel.window),
+                        (f"{i * sel.window:g}", f"{(i + 1) * sel.window:g}"))
+    return buf.getvalue()
+
+
+def _num(v):
+    return "" if v != v else f"{v:.1f}"
