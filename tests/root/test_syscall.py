@@ -1,0 +1,161 @@
+"""The syscall layer and `loop` on a real kernel, against fio's own JSON, a
+program whose sleeps the test chooses, and a buffered writer whose block I/O
+the kernel's flush threads issue."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ioltrace import hist as H
+from ioltrace import layout
+from ioltrace.export import csv as rec
+
+from .conftest import REPO, need_tool, sh
+
+IOLTRACE = [sys.executable, "-m", "ioltrace"]
+
+
+def test_fio_psync_pread64_count_and_latency(loopdev, ioltrace, tmp_path):
+    need_tool("fio")
+    csv_path = tmp_path / "sc.csv"
+    # The dynamic loader reads ELF headers with pread64 when fio starts; the
+    # job waits (startdelay) so that tracing by pid begins after that.
+    fio = subprocess.Popen(["fio", "--name=qd1", f"--filename={loopdev.path}", "--rw=randread", "--bs=4k",
+                            "--direct=1", "--ioengine=psync", "--iodepth=1", "--thread", "--invalidate=0",
+                            "--size=128M", "--io_size=16M", "--startdelay=6", "--output-format=json"],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    t = ioltrace("hist", "--layer", "syscall", "--syscalls", "pread64", "--by", "process", "--pid", fio.pid,
+                 "--csv", csv_path)
+    assert time.monotonic() - t0 < 5, "ioltrace attached after fio's job started: the count would be short"
+    out, _ = fio.communicate(timeout=120)
+    assert fio.returncode == 0
+    t.stop()
+    job = json.loads(out)["jobs"][0]["read"]
+    rows = [r for r in rec.read(csv_path) if r.layer == "syscall" and r.op == "pread64"]
+    assert sum(r.count for r in rows if r.stage == "ios") == job["total_ios"]
+    assert sum(r.count for r in rows if r.stage == "bytes") == job["io_bytes"]
+    counts = H.empty()
+    for r in rows:
+        if r.stage == "latency":
+            counts[layout.bucket_of(int(r.bucket_low_ns))] += r.count
+    assert counts.sum() == job["total_ios"]
+    # fio's clat for a sync engine is the pread() call timed in user space;
+    # ioltrace times it between the syscall tracepoints.
+    for p in (50, 99):
+        ours, fios = H.percentile(counts, p), job["clat_ns"]["percentile"][f"{p}.000000"]
+        print(f"p{p}: ioltrace {ours:.0f} ns, fio {fios} ns")
+        assert abs(ours - fios) <= 0.10 * fios
+
+
+FSYNC_PROGRAM = textwrap.dedent("""
+    import os, sys, time
+    n, pause, path = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    sys.stdin.readline()          # the test says when tracing is on
+    for i in range(n):
+        os.write(fd, b"x")
+        os.fsync(fd)
+        time.sleep(pause)
+    os.close(fd)
+""")
+
+
+def test_loop_between_fsyncs_measures_the_sleep(tmp_path):
+    n, pause = 15, 0.04
+    prog = subprocess.Popen([sys.executable, "-c", FSYNC_PROGRAM, str(n), str(pause), str(tmp_path / "f")],
+                            stdin=subprocess.PIPE, text=True)
+    loop = subprocess.Popen(IOLTRACE + ["loop", "--from", "sys_exit_fsync", "--to", "sys_enter_fsync",
+                                        "--pid", str(prog.pid)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Tracing" in loop.stderr.readline() + loop.stderr.readline()
+        prog.communicate("go\n", timeout=60)
+        time.sleep(0.3)
+        loop.send_signal(2)
+        out, err = loop.communicate(timeout=30)
+    finally:
+        for p in (prog, loop):
+            if p.poll() is None:
+                p.kill()
+    assert loop.returncode == 0, err
+    m = re.search(r"count (\d+)\s+mean (\S+)\s+median (\S+)", out)
+    assert m, out
+    assert int(m.group(1)) == n - 1
+    median = _ns(m.group(3))
+    # time.sleep() sleeps at least `pause`; the write() before each fsync is
+    # inside the measured gap too, and takes microseconds.
+    assert pause * 1e9 <= median * 1.016 and median <= pause * 1e9 * 1.10, out
+
+
+def _ns(text):
+    num, unit = re.fullmatch(r"([\d.]+)(ns|us|ms|s)", text).groups()
+    return float(num) * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
+
+
+def test_loop_unknown_tracepoint_names_close_matches():
+    p = subprocess.run(IOLTRACE + ["loop", "--from", "syscalls:sys_exit_fsynk", "--to", "sys_enter_fsync"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and "syscalls:sys_exit_fsync" in p.stderr
+
+
+@pytest.fixture
+def mounted_ext4(loopdev, tmp_path):
+    need_tool("mkfs.ext4")
+    sh("mkfs.ext4", "-q", "-F", loopdev.path)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    sh("mount", loopdev.path, str(mnt))
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+BUFFERED_WRITER = textwrap.dedent("""
+    import os, sys, time
+    fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o600)
+    chunk = b"w" * 65536
+    end = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < end:
+        for _ in range(64):
+            os.write(fd, chunk)
+        os.lseek(fd, 0, 0)        # rewrite the same 4 MiB: page cache only
+        time.sleep(0.01)
+""")
+
+
+def test_top_both_layers_buffered_writer(loopdev, mounted_ext4, tmp_path):
+    writer = subprocess.Popen([sys.executable, "-c", BUFFERED_WRITER, str(mounted_ext4 / "f"), "30"])
+    # Another process makes the dirty pages reach the disk; the kernel's
+    # flush threads write them, not the writer and not the syncer.
+    syncer = subprocess.Popen(["sh", "-c", f"while :; do sync -f {mounted_ext4}/f; sleep 0.2; done"])
+    try:
+        time.sleep(1)
+        p = subprocess.run(IOLTRACE + ["top", "--layer", "both", "-b", "-n", "2", "--width", "120",
+                                       "--syscalls", "write,fsync,fdatasync"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+    finally:
+        for proc in (writer, syncer):
+            proc.kill()
+            proc.wait()
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.split("ioltrace top - ")[-2]  # the second interval (the summary follows)
+    rows = {}
+    for line in last.splitlines():
+        m = re.match(r"\s*(\d+) (.{1,40}?)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", line)
+        if m:
+            rows[int(m.group(1))] = m.groups()[1:]
+    name, read, write, sp50, sp99, qp50, dp50, dp99 = rows[writer.pid]
+    assert sp50 != "-" and sp99 != "-", rows[writer.pid]     # its write() calls are timed
+    assert write == "0B" and dp50 == "-", rows[writer.pid]    # and it issued no block I/O
+    flushers = [r for pid, r in rows.items() if r[0].startswith(("kworker", "jbd2")) and r[2] != "0B"]
+    assert flushers, last
