@@ -19,9 +19,25 @@ from .conftest import REPO, cgroup2_root, need_tool
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
 
-def ioltrace_run(*args, **kw):
-    return subprocess.run(IOLTRACE + [str(a) for a in args], cwd=REPO, capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 120), **kw)
+def ioltrace_run(*args, timeout=120):
+    """ioltrace to completion; .pid says which ioltrace-run-PID cgroup was its own."""
+    proc = subprocess.Popen(IOLTRACE + [str(a) for a in args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    done.pid = proc.pid
+    return done
+
+
+def run_cgroups(pid):
+    """Every place the run's own cgroup could be left behind."""
+    return [p for p in (os.path.join(root, f"ioltrace-run-{pid}") for root in
+                        filter(None, (cgroup2_root(), "/sys/fs/cgroup/blkio"))) if os.path.exists(p)]
 
 
 def cgroup_tree(tag="ioltrace-"):
@@ -42,7 +58,6 @@ def losetup_list(tag="ioltrace-demo"):
 
 def test_run_reports_exact_bytes_and_returns_the_exit_code(loopdev, tmp_path):
     csv_path = tmp_path / "run.csv"
-    before = cgroup_tree()
     p = ioltrace_run("run", "--csv", csv_path, "--", "sh", "-c",
                      f"dd if=/dev/zero of={loopdev.path} bs=4096 count=300 oflag=direct 2>/dev/null; exit 7")
     assert p.returncode == 7, p.stderr
@@ -51,7 +66,7 @@ def test_run_reports_exact_bytes_and_returns_the_exit_code(loopdev, tmp_path):
     assert sum(r.count for r in writes) == 300 * 4096
     assert {r.name for r in writes} == {"dd"}
     assert "dd" in p.stdout and "total write device time" in p.stdout
-    assert cgroup_tree() == before
+    assert run_cgroups(p.pid) == []
 
 
 def test_run_counts_the_io_of_forked_children_only(loopdev, tmp_path):
@@ -74,27 +89,29 @@ def test_run_counts_the_io_of_forked_children_only(loopdev, tmp_path):
 
 
 def test_run_of_a_missing_command_is_one_line_and_leaves_no_cgroup():
-    before = cgroup_tree()
     p = ioltrace_run("run", "--", "/nonexistent/command")
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
-    assert cgroup_tree() == before
+    assert run_cgroups(p.pid) == []
 
 
 def test_run_ctrl_c_passes_the_signal_and_removes_the_cgroup(loopdev):
-    before = cgroup_tree()
     proc = subprocess.Popen(IOLTRACE + ["run", "--", "sleep", "30"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    deadline = time.monotonic() + 30
+    while not run_cgroups(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run_cgroups(proc.pid), "the run's cgroup never appeared"
+    time.sleep(1.5)  # probes attached and sleep started
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err  # sleep died of SIGINT: 128 + 2
     assert "Traceback" not in err
-    assert cgroup_tree() == before
+    assert run_cgroups(proc.pid) == []
 
 
 def test_demo_completes_and_leaves_nothing_behind():
-    loops, tree = losetup_list(), cgroup_tree()
+    loops, tree = losetup_list(), cgroup_tree("ioltrace-demo-")
     shm = {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")}
     p = ioltrace_run("demo", "--duration", "5", timeout=180)
     assert p.returncode == 0, p.stderr
@@ -103,7 +120,7 @@ def test_demo_completes_and_leaves_nothing_behind():
     assert all(float(got) > 0 for _, _, got in shares)
     assert abs(sum(float(got) for _, _, got in shares) - 100) < 0.2
     assert losetup_list() == loops == []
-    assert cgroup_tree() == tree
+    assert cgroup_tree("ioltrace-demo-") == tree == set()
     assert {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")} == shm == set()
 
 
