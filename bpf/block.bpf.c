@@ -87,9 +87,9 @@ static __always_inline int on_start(u32 dev, u64 sector)
 	if (ret == -IOLT_EEXIST) {
 		count(IOLT_CNT_COLLISION);
 		inflight.update(&key, &rq);
-	} else if (ret != 0) {
-		count(IOLT_CNT_DROPPED);
 	}
+	/* A full map here is not yet a loss: the issue probe tries again, and
+	 * only if that fails too is the request dropped. */
 	return 0;
 }
 

@@ -35,8 +35,8 @@
 /* Diagnostic counters, indexes into the "counters" array. */
 #define IOLT_CNT_UNMATCHED 0      /* completion with no start and no issue seen */
 #define IOLT_CNT_ISSUE_NO_START 1 /* issued without a start event: queue time 0 */
-#define IOLT_CNT_DROPPED 2        /* in-flight map full: request not tracked */
-#define IOLT_CNT_COLLISION 3      /* start for a (dev, sector) already in flight */
+#define IOLT_CNT_DROPPED 2        /* in-flight map full at issue: request not counted */
+#define IOLT_CNT_COLLISION 3      /* start for a (dev, sector) already in flight: one of the two is not counted */
 #define IOLT_CNT_NEGATIVE 4       /* clock went backwards between two events */
 #define IOLT_CNT_STATS_FULL 5     /* stats map full: I/O counted under "other" */
 #define IOLT_CNT_HIST_FULL 6      /* histogram map full: sample not recorded */

@@ -76,6 +76,17 @@ examples:
 """
 
 
+EPILOG_SERVE = """Counters are cumulative since start; latency histograms are in seconds, with
+buckets at powers of two of nanoseconds (1.024us .. 68.7s). Prometheus gets
+OpenMetrics when it asks for it, anything else the text format 0.0.4.
+examples:
+  ioltrace serve                                # http://127.0.0.1:9435/metrics
+  ioltrace serve --listen 0.0.0.0:9435          # every interface: explicit only
+  ioltrace serve --textfile /var/lib/prometheus/node-exporter/ioltrace.prom
+  ioltrace serve --per-process --max-series 200 --disk nvme0n1
+"""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line (BadInput) instead of usage + exit."""
 
@@ -278,6 +289,18 @@ def build_parser():
     pp.add_argument("--interval", type=positive_float, metavar="SECONDS", help="heatmap window (default: ~120 across)")
     pp.add_argument("--size", type=pixel_size, metavar="WxH", help="picture size in pixels")
 
+    sv = sub.add_parser("serve", parents=[filters], help="export metrics for Prometheus: HTTP /metrics or a textfile",
+                        epilog=EPILOG_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sv.add_argument("--listen", metavar="ADDR:PORT", help="where to serve /metrics (default 127.0.0.1:9435, or "
+                    "none with --textfile); 0.0.0.0:PORT or [::]:PORT for every interface; none: no HTTP")
+    sv.add_argument("--textfile", metavar="PATH", help="also write the metrics to PATH (a .prom file for "
+                    "node_exporter's textfile collector), replaced atomically every --interval")
+    sv.add_argument("--interval", type=positive_float, default=15.0, metavar="SECONDS", help="seconds between textfile writes (default 15)")
+    sv.add_argument("--per-process", action="store_true", help="also export per-process (pid, comm) series")
+    sv.add_argument("--max-series", type=positive_int, default=1000, metavar="N",
+                    help="label sets per level before the rest fold into \"other\" (default 1000)")
+    sv.add_argument("--total", action="store_true", help="also export stage=\"total\" (start to completion) histograms")
+
     d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
     d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")
     d.add_argument("-b", "--batch", action="store_true", help="plain tables (automatic when not a terminal)")
@@ -293,9 +316,27 @@ def one_line(text):
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP before a command installed its own handling: unwind
+    through every finally block (cgroups, loop devices, probes), like
+    KeyboardInterrupt does for SIGINT."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 def main(argv=None):
+    import signal
+
+    saved = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return _main(argv)
+    except Stopped as e:
+        return 128 + e.signum
     except IoltraceError as e:
         sys.stderr.write(f"ioltrace: {one_line(str(e))}\n")
         return e.exit_code
@@ -309,6 +350,9 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
 
 
 def _main(argv):
@@ -328,6 +372,10 @@ def _main(argv):
         from . import demo
 
         return demo.run(args)
+    if args.command == "serve":
+        from . import serve
+
+        return serve.run(args)
     if args.command in ("report", "compare", "plot"):
         from . import offline
 

@@ -23,15 +23,21 @@ STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL = 0, 1, 2
 COUNTERS = (
     "unmatched",       # completion with no start and no issue seen
     "issue_no_start",  # issued without a start event: queue time 0
-    "dropped",         # in-flight map full: request not tracked
-    "collision",       # start for a (dev, sector) already in flight
+    "dropped",         # in-flight map full at issue: request not counted
+    "collision",       # start for a (dev, sector) already in flight: one of the two not counted
     "negative",        # clock went backwards between two events
     "stats_full",      # stats map full: I/O counted under "other"
     "hist_full",       # histogram map full: sample not recorded
 )
+# Read by user space from the kernel's per-program recursion_misses: times
+# the kernel skipped one of our programs because another BPF program was
+# running on that CPU. A missed completion is a lost request (and leaves its
+# in-flight entry behind, which a later request to that sector replaces: a
+# collision); a missed start or issue only loses that stage's time.
+MISSED_COUNTERS = ("missed_start", "missed_issue", "missed_complete")
 # Counters that mean lost or degraded data; issue_no_start is normal on
 # kernels that issue directly without inserting into a scheduler queue.
-ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full")
+ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS
 
 OTHER_TGID = 0xFFFFFFFF
 

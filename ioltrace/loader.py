@@ -20,6 +20,16 @@ TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 CAP_PERFMON, CAP_BPF, CAP_SYS_ADMIN = 38, 39, 21
 
 
+def _env_size(name, default, low, high):
+    """Map sizes for tests of overload behaviour (IOLTRACE_INFLIGHT_ENTRIES
+    and friends); not a user option. Out-of-range values are ignored."""
+    try:
+        v = int(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return v if low <= v <= high else default
+
+
 class Options(NamedTuple):
     """What the kernel side is built for; every field is an int or None."""
 
@@ -32,9 +42,9 @@ class Options(NamedTuple):
     cgid: int = None
     cglevel: int = None
     comm: bytes = None         # at most 15 bytes
-    inflight_entries: int = layout.DEFAULT_INFLIGHT_ENTRIES
-    stats_entries: int = layout.DEFAULT_STATS_ENTRIES
-    hist_entries: int = layout.DEFAULT_HIST_ENTRIES
+    inflight_entries: int = _env_size("IOLTRACE_INFLIGHT_ENTRIES", layout.DEFAULT_INFLIGHT_ENTRIES, 1, 1 << 20)
+    stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
+    hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
 
 
 def bpf_dir():
@@ -207,10 +217,21 @@ class Tracer:
             _items(b["errs"]) if b else [],
             [v for _, v in b["counters"].items()] if b else [],
         )
+        if b is not None:
+            snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
         if s is None:
             return snap
         return maps.with_syscalls(snap, _items(s["sc_stats"]), _items(s["sc_hist"]), _items(s["sc_errs"]),
                                   [v for _, v in s["sc_counters"].items()])
+
+    def _block_misses(self):
+        out = {}
+        for name, fn in self.bpf.funcs.items():
+            name = name.decode() if isinstance(name, bytes) else name
+            for stage in ("start", "issue", "complete"):
+                if name.endswith(("block_io_start", "block_rq_insert") if stage == "start" else f"rq_{stage}"):
+                    out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + recursion_misses(fn.fd)
+        return out
 
     def close(self):
         for name in ("bpf", "sys"):
@@ -288,6 +309,47 @@ def compile_bpf(BPF, path, flags, verbose):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class _BpfProgInfo(ctypes.Structure):
+    """The start of the kernel's struct bpf_prog_info (uapi/linux/bpf.h), up
+    to recursion_misses (Linux 5.12); older kernels fill less and leave 0."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+                ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16),
+                ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
+                ("netns_ino", ctypes.c_uint64), ("nr_jited_ksyms", ctypes.c_uint32),
+                ("nr_jited_func_lens", ctypes.c_uint32), ("jited_ksyms", ctypes.c_uint64),
+                ("jited_func_lens", ctypes.c_uint64), ("btf_id", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
+                ("nr_func_info", ctypes.c_uint32), ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+                ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
+                ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
+                ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64), ("run_time_ns", ctypes.c_uint64),
+                ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64)]
+
+
+_BPF_OBJ_GET_INFO_BY_FD = 15
+_libc = None
+
+
+def recursion_misses(fd):
+    """How often the kernel skipped this program because another BPF
+    program was already running on that CPU (a tracepoint firing in an
+    interrupt that came during one of ours): events lost, so counted."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    info = _BpfProgInfo()
+    attr = (ctypes.c_uint32 * 4)(fd, ctypes.sizeof(info), 0, 0)
+    ctypes.memmove(ctypes.addressof(attr) + 8, ctypes.byref(ctypes.c_uint64(ctypes.addressof(info))), 8)
+    nr = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
+    if nr is None or _libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, ctypes.sizeof(attr)) != 0:
+        return 0
+    return int(info.recursion_misses)
 
 
 def _items(table):
