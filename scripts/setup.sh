@@ -58,7 +58,14 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
 fi
 
 BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
-           python3-pytest python3-hypothesis fio bpftrace tmux gcc fdisk)
+           fio gcc)
+# What only the tests need (scripts/test.sh passes --test): ground truth and
+# harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
+TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
+           prometheus qemu-system-x86 qemu-utils debootstrap vagrant)
+if [[ ${1:-} == --test ]]; then
+    BASE_PKGS+=("${TEST_PKGS[@]}")
+fi
 
 # Headers for the running kernel when the distribution packages them;
 # otherwise the generic metapackage, which ioltrace/headers.py assembles
@@ -109,7 +116,13 @@ if ((${#missing[@]})); then
 fi
 if ((${#missing[@]})); then
     say "apt-get install ${missing[*]}"
-    apt-get "${APT_OPTS[@]}" install "${missing[@]}" >/dev/null
+    # No recommends: prometheus would pull node-exporter, qemu a desktop stack.
+    apt-get "${APT_OPTS[@]}" install --no-install-recommends "${missing[@]}" >/dev/null
+    # The tests start their own Prometheus on loopback; the package's service
+    # would listen on every interface.
+    if command -v systemctl >/dev/null && systemctl is-enabled prometheus >/dev/null 2>&1; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 if [[ -z $(bpftool_pkgs) ]]; then
     warn "no bpftool package found; ioltrace does not need it, debugging does"
@@ -203,6 +216,7 @@ else
 fi
 
 for mod in pytest hypothesis; do
+    [[ ${1:-} == --test ]] || break
     if ! (cd / && "$VENV/bin/python" -c "import $mod") >/dev/null 2>&1; then
         say "pip install $mod into the venv"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$mod"

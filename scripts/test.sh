@@ -7,6 +7,6 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${IOLTRACE_VENV:-$REPO/.venv}
 
-bash "$REPO/scripts/setup.sh"
+bash "$REPO/scripts/setup.sh" --test
 cd "$REPO"
 exec "$VENV/bin/python" -m pytest -v -ra tests "$@"
