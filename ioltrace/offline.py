@@ -6,6 +6,7 @@ reading and merging in recording.py; figures and tests in stats.py;
 formatting in views/, export/json.py and plot.py.
 """
 
+import os
 import sys
 
 from . import recording, stats
@@ -75,8 +76,7 @@ def compare(args):
     kinds = {x.kind for x in loaded_a + loaded_b if x.kind}
     # Pids differ from run to run; command names are what two runs share.
     by = args.by or ("comm" if kinds and kinds <= {"process", "thread"} else None)
-    f = filters(args, by)
-    f = f._replace(by=recording.by_kind(loaded_a + loaded_b, f.by))
+    f = filters(args, recording.by_kind(loaded_a + loaded_b, by))
     sel_a = recording.aggregate(loaded_a, f, check=False)
     sel_b = recording.aggregate(loaded_b, f, check=False)
     recording.check_filters(f, sel_a.seen, sel_b.seen)
@@ -109,7 +109,7 @@ def compare(args):
 
 
 def _short(paths):
-    return paths[0] if len(paths) == 1 else f"{len(paths)} runs"
+    return os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} runs"
 
 
 def plot(args):

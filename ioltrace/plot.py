@@ -14,6 +14,7 @@ import numpy as np
 from . import hist, layout
 from .errors import BadInput
 from .recording import stages_of
+from .views import fmt
 from .views.hist import title
 
 FORMATS = ("png", "svg", "pdf")
@@ -55,8 +56,8 @@ def parse_size(text):
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"{text!r} is not WIDTHxHEIGHT in pixels") from None
-    if not (200 <= w <= 10000 and 150 <= h <= 20000):
-        raise ValueError(f"{text!r}: width must be 200..10000 and height 150..20000 pixels")
+    if not (400 <= w <= 10000 and 160 <= h <= 20000):
+        raise ValueError(f"{text!r}: width must be 400..10000 and height 160..20000 pixels")
     return w, h
 
 
@@ -75,11 +76,17 @@ def _ns_label(v, _pos=None):
     return f"{v:g}ns"
 
 
-def _log_ns_axis(axis):
-    from matplotlib.ticker import FuncFormatter, LogLocator
+def _log_ns_axis(axis, pixels=None, low=None, high=None):
+    """Log axis labelled in ns/us/ms/s: at 1, 2 and 5 per decade when there
+    is room (~70 pixels a label), else at each decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10))
+    subs = (1, 2, 5)
+    if pixels and low and high and pixels / max(math.log10(high / low), 1) / 3 < 70:
+        subs = (1,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(_ns_label))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _edges(counts):
@@ -94,10 +101,44 @@ def _edges(counts):
     return i0, i1, edges
 
 
-def _figure(plt, n, size, panel_height):
+def _group_for(counts, per_bin=30):
+    i0, i1, _ = _edges(counts)
+    n = int(counts.sum())
+    return next((g for g in (1, 2, 4, 8, 16) if n * g / (i1 - i0 + 1) >= per_bin), 32)
+
+
+def _density(counts, group=None):
+    """Drawable edges and counts per 1/32 octave, from the buckets joined in
+    aligned groups of 1..32 so that bins hold ~30 samples on average
+    (few samples over fine buckets draw as noise). Buckets have equal linear
+    width within an octave, so raw counts on a log axis would saw-tooth;
+    dividing by each bin's width in octaves draws the density."""
+    i0, i1, _ = _edges(counts)
+    group = group or _group_for(counts)
+    top = layout.OVERFLOW_BUCKET  # the overflow bucket stays on its own
+    j0 = i0 - i0 % group
+    j1 = min(i1 - i1 % group + group - 1, top - 1)
+    sums = counts[j0:j1 + 1].astype(float).reshape(-1, group).sum(axis=1)
+    edges = np.append(layout.BUCKET_LOW[j0:j1 + 1:group], layout.BUCKET_HIGH[j1]).astype(float)
+    if i1 == top:
+        sums = np.append(sums, float(counts[top]))
+        edges = np.append(edges, edges[-1] * 2)
+    edges[edges == 0] = 0.5
+    octaves = np.log2(edges[1:] / edges[:-1]) * layout.SUB_COUNT
+    return edges, sums / octaves
+
+
+MIN_PANEL_HEIGHT = 160  # pixels a panel needs for its title, axes and labels
+
+
+def _figure(plt, n, size, panel_height, columns=1):
+    """A figure of n rows of `columns` panels; the axes, row by row."""
     w, h = size or (WIDTH, 90 + panel_height * n)
-    fig, axes = plt.subplots(n, 1, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False, layout="constrained")
-    return fig, [a[0] for a in axes]
+    if h < MIN_PANEL_HEIGHT * n:
+        raise BadInput(f"--size {w}x{h}", f"too small for {n} panels ({MIN_PANEL_HEIGHT} pixels high each)",
+                       "choose fewer with --key or --stage, or a larger size")
+    fig, axes = plt.subplots(n, columns, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False, layout="constrained")
+    return fig, [row[0] if columns == 1 else list(row) for row in axes]
 
 
 def _save(plt, fig, path):
@@ -113,67 +154,93 @@ def _mark(ax, counts, colour, prefix=""):
     for p, style in ((50, "--"), (99, ":")):
         v = hist.percentile(counts, p)
         ax.axvline(max(v, 0.5), color=colour, linestyle=style, linewidth=1.5,
-                   label=f"{prefix}p{p} {_ns_label(v) if v >= 1 else '0'}")
+                   label=f"{prefix}p{p} {fmt.ns(v)}")
 
 
 def histograms(sel, stages, path, size=None):
     """One latency histogram per key and stage; returns a note when keys were left out."""
     plt = require()
-    chosen, total = panels([(s, st) for s in sel.series for st in _stages(s, stages)])
+    chosen, total = panels([(s, st) for s in sel.series for st in stages_of(s, wanted=stages)])
     if not chosen:
         raise BadInput("plot", "no latency samples in the selected keys")
     fig, axes = _figure(plt, len(chosen), size, 300)
     for ax, (s, stage) in zip(axes, chosen):
         counts = s.hists[stage]
-        i0, i1, edges = _edges(counts)
-        ax.stairs(counts[i0:i1 + 1], edges, fill=True, color=A_COLOUR, alpha=0.6)
+        edges, dens = _density(counts)
+        ax.stairs(dens, edges, fill=True, color=A_COLOUR, alpha=0.6)
         _mark(ax, counts, "black")
-        _style(ax, s, stage, f"n={int(counts.sum())}, {sel.seconds:.1f}s recorded")
-        ax.set_ylabel("I/Os per bucket")
-        ax.legend(loc="upper right", fontsize="small")
+        _style(ax, s, stage, f"{int(counts.sum())} I/Os in {sel.seconds:.1f}s", fig, edges)
+        ax.set_ylabel("I/Os per 1/32 octave")
+        ax.legend(loc="best", fontsize="small")
     _save(plt, fig, path)
     return _note(len(chosen), total)
 
 
 def overlay(pairs, stages, labels, path, size=None):
-    """A and B histograms of each matched key, as fractions of their I/Os."""
+    # labels: ("A: what A is", "B: what B is"), shown once at the top.
+    """Per matched key and stage, two panels: A and B histograms as
+    fractions of their I/Os, and the fraction of I/Os slower than each
+    latency on a log scale, where the tails (p99, p99.9) can be read off."""
     plt = require()
     both = [(a, b, st) for a, b in pairs if a is not None and b is not None
-            for st in _stages(a, stages) if st in b.hists and a.hists[st].any() and b.hists[st].any()]
+            for st in stages_of(a, wanted=stages) if st in b.hists and a.hists[st].any() and b.hists[st].any()]
     both.sort(key=lambda t: -int(t[0].hists[t[2]].sum() + t[1].hists[t[2]].sum()))
     if not both:
         raise BadInput("compare --plot", "no key has latency samples in both A and B")
     chosen = both[:MAX_PANELS]
-    fig, axes = _figure(plt, len(chosen), size, 300)
-    for ax, (a, b, stage) in zip(axes, chosen):
-        for s, colour, label in ((a, A_COLOUR, labels[0]), (b, B_COLOUR, labels[1])):
+    fig, rows = _figure(plt, len(chosen), size, 320, columns=2)
+    fig.suptitle(f"{labels[0]}    {labels[1]}", fontsize="medium")
+    for (ax, tail), (a, b, stage) in zip(rows, chosen):
+        group = max(_group_for(a.hists[stage]), _group_for(b.hists[stage]))  # same bins for both
+        span, smallest = [], 1.0
+        top = 0.0
+        for s, colour, label in ((a, A_COLOUR, "A"), (b, B_COLOUR, "B")):
             counts = s.hists[stage]
-            i0, i1, edges = _edges(counts)
-            ax.stairs(counts[i0:i1 + 1] / counts.sum(), edges, fill=True, alpha=0.35, color=colour,
-                      label=f"{label} (n={int(counts.sum())})")
-            _mark(ax, counts, colour, prefix=label.split(":")[0] + " ")
-        _style(ax, a, stage, "A vs B")
-        ax.set_ylabel("fraction of I/Os per bucket")
-        ax.legend(loc="upper right", fontsize="small")
+            n = int(counts.sum())
+            edges, dens = _density(counts, group)
+            span += [edges[0], edges[-1]]
+            top = max(top, float((dens / n).max()))
+            ax.stairs(dens / n, edges, fill=True, alpha=0.35, color=colour, label=f"{label}: {n} I/Os")
+            _mark(ax, counts, colour, prefix=label + " ")
+            i0, i1, fine = _edges(counts)
+            slower = 1.0 - np.cumsum(counts[i0:i1 + 1], dtype=float) / n
+            tail.stairs(np.maximum(np.append(1.0, slower[:-1]), 0.1 / n), fine, color=colour, linewidth=1.5,
+                        baseline=None, label=label)
+            smallest = min(smallest, 1.0 / n)
+        _style(ax, a, stage, "A vs B", fig, (min(span), max(span)), width=0.5)
+        ax.set_ylabel("fraction of I/Os per 1/32 octave")
+        ax.set_ylim(0, top * 1.45)  # room for the legend above the bars
+        ax.legend(loc="upper right", fontsize="small", ncol=2)
+        _style(tail, a, stage, "fraction of I/Os slower than x", fig, (min(span), max(span)), width=0.4)
+        tail.set_yscale("log")
+        tail.set_ylim(max(smallest / 2, 1e-6), 1.5)
+        for q, name in ((0.5, "p50"), (0.01, "p99"), (0.001, "p99.9")):
+            if q >= smallest:
+                tail.axhline(q, color="grey", linewidth=0.8, linestyle="--")
+                tail.annotate(name, (0.995, q), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                              fontsize="small", color="dimgrey")
+        tail.set_ylabel("fraction slower")
+        tail.legend(loc="lower left", fontsize="small")
     _save(plt, fig, path)
     return _note(len(chosen), len(both))
 
 
 def heatmap(sel, stages, path, size=None):
     """Latency over time per key and stage: windows on x, latency on y,
-    colour the I/O count (log scale), with p50 and p99 per window drawn over it."""
+    colour the I/Os per window and 1/8 octave (log scale), with each
+    window's p50 and p99 drawn over it. All panels share the time axis."""
     plt = require()
     from matplotlib.colors import LogNorm
 
     if sel.window is None:
         raise ValueError("heatmap needs a Selection aggregated with a window")
-    chosen, total = panels([(s, st) for s in sel.series for st in _stages(s, stages)])
+    chosen, total = panels([(s, st) for s in sel.series for st in stages_of(s, wanted=stages)])
     if not chosen:
         raise BadInput("plot", "no latency samples in the selected keys")
     fig, axes = _figure(plt, len(chosen), size, 330)
     group = layout.SUB_COUNT // HEAT_ROWS_PER_OCTAVE
+    nwin = max(sel.window_seconds) + 1
     for ax, (s, stage) in zip(axes, chosen):
-        nwin = max(s.windows) + 1
         grid = np.zeros((nwin, layout.NBUCKETS), dtype=float)
         for w, (_, wh) in s.windows.items():
             if stage in wh:
@@ -186,36 +253,37 @@ def heatmap(sel, stages, path, size=None):
         cells = grid[:, i0:i1 + 1].reshape(nwin, -1, group).sum(axis=2)
         y = np.append(layout.BUCKET_LOW[i0:i1 + 1:group], layout.BUCKET_HIGH[i1]).astype(float)
         y[y == 0] = 0.5
+        # Per 1/8 octave: cells are equal in linear width within an octave,
+        # so raw counts would band at every power of two.
+        cells = cells / (np.log2(y[1:] / y[:-1]) * HEAT_ROWS_PER_OCTAVE)[None, :]
         x = np.arange(nwin + 1) * sel.window
         masked = np.ma.masked_equal(cells.T, 0)
-        mesh = ax.pcolormesh(x, y, masked, norm=LogNorm(vmin=1, vmax=max(1, cells.max())), cmap="viridis",
+        low = cells[cells > 0].min()
+        mesh = ax.pcolormesh(x, y, masked, norm=LogNorm(vmin=low, vmax=max(low * 10, cells.max())), cmap="viridis",
                              shading="flat")
-        fig.colorbar(mesh, ax=ax, label="I/Os per cell", pad=0.01)
+        fig.colorbar(mesh, ax=ax, label=f"I/Os per window per 1/{HEAT_ROWS_PER_OCTAVE} octave", pad=0.01)
         mids = (x[:-1] + x[1:]) / 2
         for p, style in ((50, "-"), (99, "--")):
             v = [hist.percentile(s.windows[w][1][stage], p) if stage in s.windows.get(w, ({}, {}))[1] else math.nan
                  for w in range(nwin)]
             ax.plot(mids, np.maximum(v, 0.5), color="white", linestyle=style, linewidth=1.2, label=f"p{p}")
         ax.set_yscale("log")
-        _log_ns_axis(ax.yaxis)
+        _log_ns_axis(ax.yaxis, fig.get_figheight() * DPI / len(chosen) * 0.6, y[0], y[-1])
         ax.set_ylim(y[0], y[-1])
         ax.set_xlim(0, x[-1])
         ax.set_xlabel(f"time since start of recording (s), {sel.window:g}s windows")
         ax.set_ylabel("latency")
         ax.set_title(f"{title(s, stage)}\n{int(s.hists[stage].sum())} I/Os", fontsize="medium")
-        ax.legend(loc="upper right", fontsize="small", facecolor="#444444", labelcolor="white")
+        ax.legend(loc="upper right", fontsize="small", facecolor="#444444", labelcolor="white", framealpha=0.5)
     _save(plt, fig, path)
     return _note(len(chosen), total)
 
 
-def _stages(series, wanted):
-    return stages_of(series, wanted=wanted)
-
-
-def _style(ax, s, stage, extra):
+def _style(ax, s, stage, extra, fig, edges, width=0.85):
+    """Log latency x axis, grid and a two-line title; width: the panel's share of the figure."""
     ax.set_xscale("log")
-    _log_ns_axis(ax.xaxis)
-    ax.set_xlabel("latency (log scale; bucket = 1/32 octave)")
+    _log_ns_axis(ax.xaxis, fig.get_figwidth() * DPI * width, edges[0], edges[-1])
+    ax.set_xlabel("latency (log scale)")
     ax.set_title(f"{title(s, stage)}\n{extra}", fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
 

@@ -9,6 +9,7 @@ system, or know how anything is shown.
 """
 
 import csv
+import functools
 import math
 from datetime import datetime
 from typing import NamedTuple
@@ -71,7 +72,7 @@ class Selection(NamedTuple):
 
     paths: tuple
     by: str
-    seconds: float   # recorded time: per file first start to last end, files summed
+    seconds: float   # recorded time (span_seconds)
     window: float    # window width in seconds, or None
     window_seconds: dict  # window index -> recorded seconds inside it (files summed)
     series: list     # Series, sorted by key, disk, op, layer
@@ -91,6 +92,7 @@ def _line_of(path, index):
     return index + 3
 
 
+@functools.lru_cache(maxsize=4096)
 def _bucket(low, high):
     """Bucket index of a row's bounds; None unless they are one of this layout's buckets."""
     try:
@@ -112,34 +114,38 @@ def load(path):
     start, end, longest = math.inf, -math.inf, 0.0
 
     def ts(text, i, field):
-        t = times.get(text)
-        if t is None:
-            try:
-                t = times[text] = datetime.fromisoformat(text).timestamp()
-            except ValueError:
-                raise BadInput(f"{path}:{_line_of(path, i)}", f"{field} {text!r} is not an ISO 8601 time") from None
+        try:
+            return times[text]
+        except KeyError:
+            pass
+        try:
+            t = times[text] = datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise BadInput(f"{path}:{_line_of(path, i)}", f"{field} {text!r} is not an ISO 8601 time") from None
         return t
 
     for i, r in enumerate(rows):
         a, b = ts(r.interval_start, i, "interval_start"), ts(r.interval_end, i, "interval_end")
-        if b < a:
-            raise BadInput(f"{path}:{_line_of(path, i)}", "interval ends before it starts")
-        start, end, longest = min(start, a), max(end, b), max(longest, b - a)
+        if b - a > longest or a < start or b > end:
+            if b < a:
+                raise BadInput(f"{path}:{_line_of(path, i)}", "interval ends before it starts")
+            start, end, longest = min(start, a), max(end, b), max(longest, b - a)
         if r.count < 0:
             raise BadInput(f"{path}:{_line_of(path, i)}", f"negative count {r.count}")
         if (r.bucket_low_ns or r.bucket_high_ns) and _bucket(r.bucket_low_ns, r.bucket_high_ns) is None:
             raise BadInput(f"{path}:{_line_of(path, i)}",
                            f"bucket [{r.bucket_low_ns}, {r.bucket_high_ns}) is not one of this ioltrace's "
                            f"buckets (sub_bits={layout.SUB_BITS}): a different bucket layout")
-        if r.key_kind == "kernel":
-            counters[r.key] = counters.get(r.key, 0) + r.count
-            continue
-        if r.key_kind not in REGROUP:
-            raise BadInput(f"{path}:{_line_of(path, i)}", f"unknown key_kind {r.key_kind!r}")
-        if kind and r.key_kind != kind:
-            raise BadInput(f"{path}:{_line_of(path, i)}", f"key_kind {r.key_kind!r} in a recording of {kind!r}: "
-                           "rows of two recordings mixed in one file")
-        kind = r.key_kind
+        if r.key_kind != kind:
+            if r.key_kind == "kernel":
+                counters[r.key] = counters.get(r.key, 0) + r.count
+                continue
+            if r.key_kind not in REGROUP:
+                raise BadInput(f"{path}:{_line_of(path, i)}", f"unknown key_kind {r.key_kind!r}")
+            if kind:
+                raise BadInput(f"{path}:{_line_of(path, i)}", f"key_kind {r.key_kind!r} in a recording of "
+                               f"{kind!r}: rows of two recordings mixed in one file")
+            kind = r.key_kind
         out.append((r, a, b))
     if not rows:
         raise BadInput(f"{path}:3", "no intervals recorded (stopped before the first one ended?)")
@@ -187,39 +193,36 @@ def aggregate(loaded, filters=Filters(), window=None, check=True):
                            "windows can only join whole intervals")
     split_disk = by == "disk" or filters.disk is not None
     seen = {"op": set(), "stage": set(), "layer": set(), "key": set(), "disk": set()}
-    acc, names = {}, {}
+    acc, names, ids = {}, {}, {}
     for x in loaded:
         for r, a, b in x.rows:
             is_hist = r.bucket_low_ns != ""
-            gid = _gid(r, by, split_disk)
-            seen["op"].add(r.op)
-            seen["layer"].add(r.layer)
-            seen["disk"].add(r.disk)
-            seen["key"].update((gid.key, gid.name))
             if is_hist:
                 seen["stage"].add(r.stage)
-            if ((filters.ops and r.op not in filters.ops) or (filters.layer and r.layer != filters.layer)
-                    or (filters.disk and r.disk != filters.disk)
-                    or (filters.keys and gid.key not in filters.keys and gid.name not in filters.keys)
-                    or (is_hist and filters.stages and r.stage not in filters.stages)):
+                if filters.stages and r.stage not in filters.stages:
+                    continue
+            row_id = (r.key, r.name, r.disk, r.op, r.layer)
+            ident = ids.get(row_id)
+            if ident is None:
+                gid = _gid(r, by, split_disk)
+                for field, v in (("op", r.op), ("layer", r.layer), ("disk", r.disk), ("key", gid.key),
+                                 ("key", gid.name)):
+                    seen[field].add(v)
+                keep = not ((filters.ops and r.op not in filters.ops) or (filters.layer and r.layer != filters.layer)
+                            or (filters.disk and r.disk != filters.disk)
+                            or (filters.keys and gid.key not in filters.keys and gid.name not in filters.keys))
+                ident = ids[row_id] = (gid._replace(name=""), r.layer) if keep else False
+                if keep:
+                    names[ident] = gid.name  # the latest name wins: a process may exec
+            if not ident:
                 continue
-            ident = (gid._replace(name=""), r.layer)
-            names[ident] = gid.name  # the latest name wins: a process may exec
             s = acc.get(ident)
             if s is None:
                 s = acc[ident] = ({}, {}, {})
-            targets = [s[:2]]
+            _add(s[0], s[1], r)
             if window is not None:
                 w = int(((a + b) / 2 - x.start) // window)
-                targets.append(s[2].setdefault(w, ({}, {})))
-            for counters, hists in targets:
-                if is_hist:
-                    h = hists.get(r.stage)
-                    if h is None:
-                        h = hists[r.stage] = hist.empty()
-                    h[_bucket(r.bucket_low_ns, r.bucket_high_ns)] += r.count
-                else:
-                    counters[r.stage] = counters.get(r.stage, 0) + r.count
+                _add(*s[2].setdefault(w, ({}, {})), r)
     if check:
         check_filters(filters, seen)
     series = [Series(gid._replace(name=names[(gid, layer)]), layer, c, h, w) for (gid, layer), (c, h, w) in acc.items()]
@@ -237,6 +240,17 @@ def aggregate(loaded, filters=Filters(), window=None, check=True):
                     window_seconds[w] = window_seconds.get(w, 0.0) + inside
     return Selection(tuple(x.path for x in loaded), by, span_seconds(loaded), window, window_seconds,
                      series, counters, seen)
+
+
+def _add(counters, hists, r):
+    """One row into counters (stage -> total) or hists (stage -> bucket counts)."""
+    if r.bucket_low_ns:
+        h = hists.get(r.stage)
+        if h is None:
+            h = hists[r.stage] = hist.empty()
+        h[_bucket(r.bucket_low_ns, r.bucket_high_ns)] += r.count
+    else:
+        counters[r.stage] = counters.get(r.stage, 0) + r.count
 
 
 def check_filters(filters, *seen):
@@ -287,9 +301,10 @@ def exact_sum(counters, stage):
 def from_group(g, layer="block"):
     """A live Group (group.by_key) as a Series, through the same rows a
     recording holds, so live --json output and reports agree."""
-    loaded = Loaded("<live>", g.id.kind, [(r, 0.0, 1.0) for r in rec.rows([g], 0, 1, layer=layer)],
-                    0.0, 1.0, 1.0, {})
-    return aggregate([loaded], Filters(by=g.id.kind), check=False).series[0]._replace(id=g.id)
+    counters, hists = {}, {}
+    for r in rec.rows([g], 0, 1, layer=layer):
+        _add(counters, hists, r)
+    return Series(g.id, layer, counters, hists, {})
 
 
 def _sortable(key):

@@ -32,11 +32,13 @@ SEED = 0
 RESAMPLES = 2000     # splits and bootstrap draws; smallest p is 1/2001
 ALPHA = 0.05
 TESTED = ("p50", "p99")
-METHOD = (f"p: permutation test on bucket counts ({RESAMPLES} random splits of the pooled samples, "
-          f"seed {SEED}) of |log ratio| of p50/p99 and of the KS distance (dist); ratio B/A with 95% "
-          f"bootstrap interval ({RESAMPLES} multinomial resamples per side); significant: p < {ALPHA:g}")
-RUNS_METHOD = ("p: exact permutation test over runs (every split of the runs into the two groups, "
-               f"or {RESAMPLES} random ones) of the difference of group means; significant: p < {ALPHA:g}")
+METHOD = (f"p: permutation test on the bucket counts ({RESAMPLES} random splits of the pooled samples, "
+          f"seed {SEED}), statistic |log ratio| for p50 and p99, KS distance for dist; B/A: ratio with 95% "
+          f"bootstrap interval ({RESAMPLES} multinomial resamples of each side); *: significant, p < {ALPHA:g}; "
+          "buckets resolve ~3%")
+RUNS_METHOD = ("p: exact permutation test over runs (every split of the runs into two groups, or "
+               f"{RESAMPLES} random ones), statistic the difference of group means; *: p < {ALPHA:g}. "
+               "pooled samples: each group's runs merged and tested as one recording:")
 
 
 class Test(NamedTuple):

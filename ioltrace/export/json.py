@@ -114,4 +114,4 @@ def compare_document(comparisons, sel_a, sel_b, stages=()):
 
 
 def dumps(doc):
-    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    return json.dumps(doc, allow_nan=False) + "\n"

@@ -146,6 +146,14 @@ class Level:
         self.kept = {}                  # label set -> True, in order of arrival
         self.folded = set()             # never get a series of their own again
         self.base = {}                  # label set -> _Acc of keys that left the maps
+        self._text = {}                 # label set -> its escaped label text
+        self.hist_text = {}             # (label set, stage) -> (sum, buckets, text) of the last scrape
+
+    def label_text(self, entity):
+        t = self._text.get(entity)
+        if t is None:
+            t = self._text[entity] = _labels(self.labels, entity)
+        return t
 
     def assign(self, candidates, max_series):
         """Give new label sets a series while there is room; fold the rest.
@@ -171,8 +179,10 @@ class Level:
             acc = self.base.get(e)
             if acc is None:
                 del self.kept[e]
+                self._text.pop(e, None)
             elif self.retire_dead:
                 del self.kept[e]
+                self._text.pop(e, None)
                 self.folded.add(e)
                 self.base.setdefault(self.other, _Acc()).add(self.base.pop(e))
 
@@ -231,7 +241,8 @@ class Exporter:
         if per_process:
             self.levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
                                      "per process (pid and comm), disk and op", True))
-        self._prev = None
+        self._prev = None       # (totals, errors, [(Key, stage)], coarse rows) of the last scrape
+        self._templates = {}
 
     # Label sets of one kernel key, one per level; None for the kernel's own
     # catch-all key (stats map full), which every level shows as "other".
@@ -245,34 +256,34 @@ class Exporter:
             ents.append((str(key.tgid), comm, disk, op))
         return ents
 
-    def _remember_gone(self, snap, prev, ents_of):
-        """Kernel keys in prev that left the maps (or restarted from lower
-        counts): keep their last counts in the base of their label sets."""
-        gone = [k for k, p in prev.totals.items()
+    def _remember_gone(self, snap, ents_of):
+        """Kernel keys of the previous scrape that left the maps (or
+        restarted from lower counts): keep their last counts in the base of
+        their label sets."""
+        totals, errors, cell_keys, coarse = self._prev
+        gone = [k for k, p in totals.items()
                 if (p.ios or p.bytes or p.errors) and (k not in snap.totals or snap.totals[k].ios < p.ios)]
         if not gone:
             return
-        gone_set = set(gone)
-        hists, errs = {}, {}
-        for (k, stage), arr in prev.hists.items():
-            if k in gone_set and stage in self.stages:
-                hists.setdefault(k, []).append((stage, arr))
-        for (k, errno), n in prev.errors.items():
-            if k in gone_set:
-                errs.setdefault(k, []).append((errno, n))
+        accs = {}
         for k in gone:
-            t = prev.totals[k]
-            acc = _Acc()
+            t = totals[k]
+            acc = accs[k] = _Acc()
             acc.ios, acc.bytes = t.ios, t.bytes
             acc.sum_ns = {s: _stage_sum(t, s) for s in self.stages}
-            for stage, arr in hists.get(k, ()):
-                acc.hist[stage] = _coarse(arr[np.newaxis, :].astype(np.uint64))[0]
-            for errno, n in errs.get(k, ()):
+        for row, (k, stage) in enumerate(cell_keys):
+            acc = accs.get(k)
+            if acc is not None:
+                acc.hist[stage] = coarse[row].copy()
+        for (k, errno), n in errors.items():
+            acc = accs.get(k)
+            if acc is not None:
                 acc.errors[errno] = acc.errors.get(errno, 0) + n
-            ents = ents_of(k, t.comm)
+        for k in gone:
+            ents = ents_of(k, totals[k].comm)
             for i, lvl in enumerate(self.levels):
                 e = lvl.other if ents is None else lvl.out(ents[i])
-                lvl.base.setdefault(e, _Acc()).add(acc)
+                lvl.base.setdefault(e, _Acc()).add(accs[k])
 
     def render(self, snap, fmt=TEXT):
         """The whole exposition for one Snapshot, as UTF-8 bytes."""
@@ -286,8 +297,7 @@ class Exporter:
             return got or None
 
         if self._prev is not None:
-            self._remember_gone(snap, self._prev, ents_of)
-        self._prev = snap
+            self._remember_gone(snap, ents_of)
 
         # Keys with something to show; the loader seeds the catch-all keys
         # with zeros, and those stay hidden until the kernel uses them.
@@ -310,6 +320,9 @@ class Exporter:
         cells = [(live_index[k], stage, arr) for (k, stage), arr in snap.hists.items()
                  if stage in self.stages and k in live_index]
         coarse = _coarse(np.stack([c[2] for c in cells]).astype(np.uint64, copy=False)) if cells else None
+        # What the next scrape needs to notice keys leaving the maps: the
+        # coarse rows, not the Snapshot's fine arrays (8 KiB per cell).
+        self._prev = (snap.totals, snap.errors, [(live[kj][0], st) for kj, st, _ in cells], coarse)
         for i, lvl in enumerate(self.levels):
             self._render_level(out, lvl, i, snap, live, live_ents, live_index, cells, coarse, om)
         self._render_kernel(out, snap, om)
@@ -374,7 +387,12 @@ class Exporter:
             stage_pos = {s: si for si, s in enumerate(self.stages)}
             rows = np.fromiter((key_out[kj] * nst + stage_pos[st] for kj, st, _ in cells),
                                dtype=np.intp, count=len(cells))
-            np.add.at(hist, rows, coarse)
+            # Sum the cells of each output row: sort by row, then one
+            # reduceat (np.add.at is several times slower on uint64).
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            hist[rows[starts]] = np.add.reduceat(coarse[order], starts, axis=0)
         for e, acc in lvl.base.items():
             j = index[e]
             ios[j] += acc.ios
@@ -388,7 +406,7 @@ class Exporter:
         hist = np.cumsum(hist, axis=1, dtype=np.uint64)
 
         order = sorted(index.items(), key=lambda ej: (ej[0] == lvl.other, ej[0]))
-        lbl = {j: _labels(lvl.labels, e) for e, j in order}
+        lbl = {j: lvl.label_text(e) for e, j in order}
         p = lvl.prefix
         self._head(out, f"{p}_ios", "counter",
                    f"Completed block I/O requests, failed ones included, {lvl.what}.", om)
@@ -405,22 +423,43 @@ class Exporter:
         self._head(out, fam, "histogram",
                    f"Block I/O latency {lvl.what}; stage queue is start to dispatch, device is dispatch "
                    "to completion, total is start to completion.", om, "seconds")
-        les = LE_VALUES
-        for _, j in order:
-            for si, stage in enumerate(self.stage_names):
-                row = hist[j * nst + si].tolist()
-                head = f'{fam}_bucket{{{lbl[j]},stage="{stage}",le="'
-                out.extend(f'{head}{le}"}} {c}' for le, c in zip(les, row))
-                labels = f'{lbl[j]},stage="{stage}"'
-                out.append(f"{fam}_sum{{{labels}}} {sums[j][si] / 1e9!r}")
-                out.append(f"{fam}_count{{{labels}}} {row[-1]}")
+        templates = [self._hist_template(fam, stage) for stage in self.stage_names]
+        rows = hist.tolist()
+        # Most label sets are idle between two scrapes (exited processes,
+        # quiet cgroups): their text is reused when their counts are equal.
+        cache, fresh = lvl.hist_text, {}
+        for e, j in order:
+            for si, tmpl in enumerate(templates):
+                row, total_ns = rows[j * nst + si], sums[j][si]
+                hit = cache.get((e, si))
+                if hit is not None and hit[0] == total_ns and hit[1] == row:
+                    text = hit[2]
+                else:
+                    text = tmpl.format(lbl[j], total_ns / 1e9, *row)
+                fresh[(e, si)] = (total_ns, row, text)
+                out.append(text)
+        lvl.hist_text = fresh
+
+    def _hist_template(self, fam, stage):
+        """One str.format call per histogram writes its buckets, sum and
+        count: {0} is the label text, {1} the sum, {2}... the bucket counts."""
+        key = (fam, stage)
+        t = self._templates.get(key)
+        if t is None:
+            lines = [f'{fam}_bucket{{{{{{0}},stage="{stage}",le="{le}"}}}} {{{i + 2}}}'
+                     for i, le in enumerate(LE_VALUES)]
+            lines.append(f'{fam}_sum{{{{{{0}},stage="{stage}"}}}} {{1!r}}')
+            lines.append(f'{fam}_count{{{{{{0}},stage="{stage}"}}}} {{{len(LE_VALUES) + 1}}}')
+            t = self._templates[key] = "\n".join(lines)
+        return t
 
     def _render_kernel(self, out, snap, om):
         self._head(out, "ioltrace_kernel_events", "counter",
                    "Diagnostic counters of the kernel side: requests it could not track or record "
                    "(see the README's table).", om)
-        for name in layout.COUNTERS:
-            out.append(f'ioltrace_kernel_events_total{{event="{name}"}} {int(snap.counters.get(name, 0))}')
+        names = list(layout.COUNTERS) + sorted(n for n in snap.counters if n not in layout.COUNTERS)
+        for name in names:
+            out.append(f'ioltrace_kernel_events_total{{event="{escape(name)}"}} {int(snap.counters.get(name, 0))}')
 
     def _render_folded(self, out, om):
         self._head(out, "ioltrace_folded_label_sets", "gauge",

@@ -12,7 +12,8 @@ import textwrap
 
 from .. import stats
 from . import fmt
-from .hist import footer, title
+from .hist import title
+from .report import kernel_footer
 
 FIGURES = (("count", "ios", str), ("IOPS", "iops", lambda v: f"{v:.1f}"), ("bytes/s", "bytes_per_s", fmt.rate),
            ("mean", "mean", fmt.ns), ("stddev", "stddev", fmt.ns), ("min", "min", fmt.ns), ("max", "max", fmt.ns),
@@ -34,6 +35,12 @@ def pvalue(p):
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p):
+    """'p<0.001' or 'p=0.042'."""
+    text = pvalue(p)
+    return "p" + text if text.startswith("<") else "p=" + text
+
+
 def _ratio(t):
     if t.ratio != t.ratio:
         return "-"
@@ -47,12 +54,33 @@ def verdict(tests):
         return None
     sig = [t for t in tests if t.significant]
     if not sig:
-        return "=> no significant difference (" + ", ".join(f"{t.stat} p={pvalue(t.p)}" for t in tests) + ")"
-    moved = [t for t in sig if t.stat != "dist" and t.ratio == t.ratio and t.ratio != 1]
+        return "=> no significant difference (" + ", ".join(f"{t.stat} {p_is(t.p)}" for t in tests) + ")"
+    moved = [t for t in sig if t.stat != "dist" and t.a != t.b]
     if not moved:
-        return f"=> distributions differ (KS distance {tests[-1].ratio:.3f}, p={pvalue(tests[-1].p)})"
-    way = "slower" if moved[0].ratio > 1 else "faster"
-    return f"=> B {way}: " + ", ".join(f"{t.stat} x{t.ratio:.2f} (p={pvalue(t.p)})" for t in moved) + ", significant"
+        return f"=> distributions differ (KS distance {tests[-1].ratio:.3f}, {p_is(tests[-1].p)})"
+
+    def part(t):
+        size = f"x{t.ratio:.2f}" if t.ratio == t.ratio else f"{fmt.ns(t.a)} -> {fmt.ns(t.b)}"
+        return f"{t.stat} {size} ({p_is(t.p)})"
+
+    ways = {t.b > t.a for t in moved}
+    if len(ways) == 1:
+        return f"=> B {'slower' if ways.pop() else 'faster'}: " + ", ".join(map(part, moved)) + ", significant"
+    return "=> B differs: " + ", ".join(part(t) + (" slower" if t.b > t.a else " faster") for t in moved) + \
+        ", significant"
+
+
+def runs_verdict(runs):
+    """One line from the across-run tests of p50 and p99."""
+    tested = [(k, runs[k]) for k in ("p50", "p99") if runs[k][2] == runs[k][2]]
+    if not tested:
+        return "=> not comparable (a group has no runs with this key)"
+    sig = [(k, r) for k, r in tested if r[2] < stats.ALPHA]
+    if not sig:
+        return "=> no significant difference across runs (" + ", ".join(f"{k} {p_is(r[2])}" for k, r in tested) + ")"
+    way = "slower" if sig[0][1][1]["mean"] > sig[0][1][0]["mean"] else "faster"
+    return f"=> B {way} across runs: " + ", ".join(
+        f"{k} {change(r[0]['mean'], r[1]['mean'])} ({p_is(r[2])})" for k, r in sig) + ", significant"
 
 
 def _title(c, width=80):
@@ -96,13 +124,14 @@ def render_runs(c, n_a, n_b):
             if side == "B":
                 line += f"{change(sa['mean'], sb['mean']):>10}{pvalue(p):>8}{' *' if p < stats.ALPHA else ''}"
             lines.append(line)
+    lines.append("  " + runs_verdict(c.runs))
     smallest = c.runs["p50"][3]
     if smallest == smallest and smallest >= stats.ALPHA:
         lines.append(f"  note: {n_a} and {n_b} runs give p >= {smallest:.2f} at best: too few runs to reach "
                      f"p < {stats.ALPHA:g}")
     if c.tests:
         lines.append("  pooled samples: " + ", ".join(
-            (f"{t.stat} x{t.ratio:.2f} p={pvalue(t.p)}" if t.stat != "dist" else f"dist p={pvalue(t.p)}")
+            (f"{t.stat} x{t.ratio:.2f} {p_is(t.p)}" if t.stat != "dist" else f"dist {p_is(t.p)}")
             for t in c.tests))
     return lines
 
@@ -115,10 +144,10 @@ def render(comparisons, label_a, label_b, counters_a, counters_b, runs=None):
     if not comparisons:
         out.append("(no latency recorded in either)")
     for side, counters in (("A", counters_a), ("B", counters_b)):
-        foot = footer(counters, sorted(k for k, v in counters.items() if v and k != "issue_no_start"))
+        foot = kernel_footer(counters)
         if foot:
             out.append(f"{side} {foot}")
     out.append("")
-    out += textwrap.wrap(("method: " + (stats.RUNS_METHOD + "; pooled samples: " if runs else "") + stats.METHOD),
-                         80, subsequent_indent="  ")
+    out += textwrap.wrap("method: " + (stats.RUNS_METHOD + " " if runs else "") + stats.METHOD, 80,
+                         subsequent_indent="  ")
     return out

@@ -8,7 +8,7 @@ per time window. Returns lines or a string; never reads files or prints.
 import csv
 import io
 
-from .. import hist, stats
+from .. import hist, layout, stats
 from ..recording import Series, stages_of
 from . import fmt
 from .hist import footer, render_hist, title
@@ -19,15 +19,23 @@ CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_sta
               "min_ns", "max_ns") + tuple(f"{p}_ns" for p in PCTS)
 
 
+def kernel_footer(counters):
+    """The footer of the live views: non-zero counters that mean lost or
+    degraded data, and any this version does not know (a newer recorder's)."""
+    known = set(layout.COUNTERS) | set(getattr(layout, "SC_COUNTERS", ()))
+    alarms = set(layout.ALARM_COUNTERS) | set(getattr(layout, "SC_COUNTERS", ()))
+    return footer(counters, sorted(k for k, v in counters.items() if v and (k in alarms or k not in known)))
+
+
 def header(sel):
     files = ", ".join(sel.paths) if len(sel.paths) <= 3 else f"{len(sel.paths)} recordings"
     return f"Report of {files}: {sel.seconds:.1f}s recorded, by {sel.by}"
 
 
-def figure_lines(d, errnos=None):
+def figure_lines(d, errnos=None, per_s="IOPS"):
     """The two summary lines of the live views, from a describe() dict."""
     mean = fmt.ns(d["mean"]) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
-    lines = [f"  count {d['ios']}  IOPS {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
+    lines = [f"  count {d['ios']}  {per_s} {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
              f"  mean {mean}  stddev {fmt.ns(d['stddev'])}",
              f"  min {fmt.ns(d['min'])}  max {fmt.ns(d['max'])}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
     if d["errors"]:
@@ -60,12 +68,12 @@ def render(sel, stages=(), millis=False):
             out += render_hist(counts, unit_ns, unit_name)
             d = stats.describe(s, stage, sel.seconds)
             approx |= not d["mean_exact"]
-            out += figure_lines(d, errnos)
+            out += figure_lines(d, errnos, "calls/s" if s.layer == "syscall" else "IOPS")
             if sel.window is not None:
                 out += window_lines(sel, s, stage)
     if not any(s.hists for s in sel.series):
         out.append("(no latency recorded for these keys)")
-    foot = footer(sel.counters, sorted(k for k, v in sel.counters.items() if v and k != "issue_no_start"))
+    foot = kernel_footer(sel.counters)
     if foot:
         out.append(foot)
     if approx:
