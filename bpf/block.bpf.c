@@ -18,9 +18,8 @@
  */
 #include "ioltrace.h"
 
-#define IOLT_EEXIST 17  /* errno value, fixed across Linux architectures */
 
-BPF_HASH(inflight, struct iolt_rq_key, struct iolt_rq, IOLT_INFLIGHT_ENTRIES);
+BPF_ARRAY(inflight, struct iolt_rq, IOLT_INFLIGHT_SLOTS);
 BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
@@ -50,8 +49,10 @@ static __always_inline int dev_wanted(u32 dev, u64 sector)
 	return 1;
 }
 
-/* Fills the attribution fields from current; returns 0 if filtered out. */
-static __always_inline int attribute(struct iolt_rq *rq)
+/* Fills the attribution fields from current and the tracepoint's own comm
+ * field (filled by the kernel from current: cheaper than asking again);
+ * returns 0 if filtered out. */
+static __always_inline int attribute(struct iolt_rq *rq, const char *comm)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	rq->tgid = id >> 32;
@@ -64,7 +65,7 @@ static __always_inline int attribute(struct iolt_rq *rq)
 	if (bpf_get_current_ancestor_cgroup_id(IOLT_FILTER_CGLEVEL) != IOLT_FILTER_CGID)
 		return 0;
 #endif
-	bpf_get_current_comm(&rq->comm, sizeof(rq->comm));
+	__builtin_memcpy(rq->comm, comm, sizeof(rq->comm));
 #ifdef IOLT_FILTER_COMM_LO
 	u64 *c = (u64 *)rq->comm;
 	if (c[0] != IOLT_FILTER_COMM_LO || c[1] != IOLT_FILTER_COMM_HI)
@@ -74,34 +75,88 @@ static __always_inline int attribute(struct iolt_rq *rq)
 	return 1;
 }
 
-static __always_inline int on_start(u32 dev, u64 sector)
+static __always_inline int busy(struct iolt_rq *r)
+{
+	return (r->start_ns | r->issue_ns) != 0;
+}
+
+static __always_inline int same(struct iolt_rq *r, u32 dev, u64 sector)
+{
+	return r->sector == sector && r->dev == dev;
+}
+
+#define WAYS (IOLT_INFLIGHT_SLOTS < IOLT_INFLIGHT_WAYS ? IOLT_INFLIGHT_SLOTS : IOLT_INFLIGHT_WAYS)
+
+/* The busy slot of (dev, sector) in its set, or NULL. */
+static __always_inline struct iolt_rq *find(u32 dev, u64 sector)
+{
+	u32 base = iolt_slot(dev, sector);
+#pragma unroll
+	for (u32 w = 0; w < WAYS; w++) {
+		u32 idx = base + w;
+		struct iolt_rq *r = inflight.lookup(&idx);
+		if (r && busy(r) && same(r, dev, sector))
+			return r;
+	}
+	return 0;
+}
+
+/* Put a new request in its set: its own old entry (a collision), else a
+ * free slot, else the first slot of the set (evicting the request in it). */
+static __always_inline void claim(struct iolt_rq *rq)
+{
+	u32 base = iolt_slot(rq->dev, rq->sector);
+	struct iolt_rq *free = 0, *first = 0;
+#pragma unroll
+	for (u32 w = 0; w < WAYS; w++) {
+		u32 idx = base + w;
+		struct iolt_rq *r = inflight.lookup(&idx);
+		if (!r)
+			continue;
+		if (!first)
+			first = r;
+		if (!busy(r)) {
+			if (!free)
+				free = r;
+		} else if (same(r, rq->dev, rq->sector)) {
+			count(IOLT_CNT_COLLISION);
+			*r = *rq;
+			return;
+		}
+	}
+	if (!free) {
+		if (!first)
+			return;
+		/* An evicted request that was not issued yet is not lost: its
+		 * issue takes a slot again (issue_no_start, queue time lost). */
+		if (first->issue_ns)
+			count(IOLT_CNT_DROPPED);
+		free = first;
+	}
+	*free = *rq;
+}
+
+static __always_inline int on_start(u32 dev, u64 sector, const char *comm)
 {
 	if (!dev_wanted(dev, sector))
 		return 0;
-	struct iolt_rq_key key = {.dev = dev, .sector = sector};
-	struct iolt_rq rq = {};
-	if (!attribute(&rq))
+	struct iolt_rq rq = {.sector = sector, .dev = dev};
+	if (!attribute(&rq, comm))
 		return 0;
 	rq.start_ns = bpf_ktime_get_ns();
-	int ret = inflight.insert(&key, &rq);
-	if (ret == -IOLT_EEXIST) {
-		count(IOLT_CNT_COLLISION);
-		inflight.update(&key, &rq);
-	}
-	/* A full map here is not yet a loss: the issue probe tries again, and
-	 * only if that fails too is the request dropped. */
+	claim(&rq);
 	return 0;
 }
 
 #ifdef IOLT_START_IO_START
 TRACEPOINT_PROBE(block, block_io_start)
 {
-	return on_start(args->dev, args->sector);
+	return on_start(args->dev, args->sector, args->comm);
 }
 #else
 TRACEPOINT_PROBE(block, block_rq_insert)
 {
-	return on_start(args->dev, args->sector);
+	return on_start(args->dev, args->sector, args->comm);
 }
 #endif
 
@@ -111,22 +166,20 @@ TRACEPOINT_PROBE(block, block_rq_issue)
 	u64 sector = args->sector;
 	if (!dev_wanted(dev, sector))
 		return 0;
-	struct iolt_rq_key key = {.dev = dev, .sector = sector};
 	u64 now = bpf_ktime_get_ns();
-	struct iolt_rq *rq = inflight.lookup(&key);
-	if (rq) {
-		rq->issue_ns = now;
+	struct iolt_rq *slot = find(dev, sector);
+	if (slot) {
+		slot->issue_ns = now;
 		return 0;
 	}
 	/* Issued without a start event (direct issue, flush machinery, or
 	 * started before tracing): attribute here, queue time zero. */
-	struct iolt_rq fresh = {};
-	if (!attribute(&fresh))
+	struct iolt_rq fresh = {.sector = sector, .dev = dev};
+	if (!attribute(&fresh, args->comm))
 		return 0;
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);
-	if (inflight.insert(&key, &fresh) != 0)
-		count(IOLT_CNT_DROPPED);
+	claim(&fresh);
 	return 0;
 }
 
@@ -147,8 +200,7 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 	u64 sector = args->sector;
 	if (!dev_wanted(dev, sector))
 		return 0;
-	struct iolt_rq_key key = {.dev = dev, .sector = sector};
-	struct iolt_rq *rq = inflight.lookup(&key);
+	struct iolt_rq *rq = find(dev, sector);
 	if (!rq) {
 #ifndef IOLT_TASK_FILTER
 		/* With a task filter, other tasks' I/O lands here by design. */
@@ -188,7 +240,9 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 		}
 		st = stats.lookup(&sk);
 	}
-	inflight.delete(&key);
+	/* Free the slot before the accounting: a new request may reuse it. */
+	rq->start_ns = 0;
+	rq->issue_ns = 0;
 	if (!st)
 		return 0;
 

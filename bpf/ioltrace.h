@@ -35,17 +35,19 @@
 /* Diagnostic counters, indexes into the "counters" array. */
 #define IOLT_CNT_UNMATCHED 0      /* completion with no start and no issue seen */
 #define IOLT_CNT_ISSUE_NO_START 1 /* issued without a start event: queue time 0 */
-#define IOLT_CNT_DROPPED 2        /* in-flight map full at issue: request not counted */
-#define IOLT_CNT_COLLISION 3      /* start for a (dev, sector) already in flight: one of the two is not counted */
+#define IOLT_CNT_DROPPED 2        /* an issued request's slot was taken by another: it is not counted */
+#define IOLT_CNT_COLLISION 3      /* start for a (dev, sector) already in flight: the older is not counted */
 #define IOLT_CNT_NEGATIVE 4       /* clock went backwards between two events */
 #define IOLT_CNT_STATS_FULL 5     /* stats map full: I/O counted under "other" */
 #define IOLT_CNT_HIST_FULL 6      /* histogram map full: sample not recorded */
 #define IOLT_NCOUNTERS 7
 
 /* Map sizes; user space may override them with -D (validated integers). */
-#ifndef IOLT_INFLIGHT_ENTRIES
-#define IOLT_INFLIGHT_ENTRIES 32768  /* 32 disks at queue depth 1024; range 1..1M */
+#ifndef IOLT_INFLIGHT_BITS
+#define IOLT_INFLIGHT_BITS 16        /* 65536 slots of 64 bytes (4 MiB); range 0..20 */
 #endif
+#define IOLT_INFLIGHT_SLOTS (1 << IOLT_INFLIGHT_BITS)
+#define IOLT_INFLIGHT_WAYS 2         /* slots per set a request may take; power of two <= slots */
 #ifndef IOLT_STATS_ENTRIES
 #define IOLT_STATS_ENTRIES 16384     /* (pid, cgroup, disk, op) keys; range 8..1M */
 #endif
@@ -56,22 +58,23 @@
 /* tgid of the catch-all key that takes I/O once the stats map is full. */
 #define IOLT_OTHER_TGID 0xffffffffU
 
-/* In-flight requests are keyed by (dev, sector): the classic tracepoints give
- * no request pointer. */
-struct iolt_rq_key {
-	__u32 dev;
-	__u32 _pad;
-	__u64 sector;
-};
-
-/* Attribution is captured in the submitter's context and carried here. */
+/* In-flight requests live in a fixed array of slots, in sets of
+ * IOLT_INFLIGHT_WAYS chosen by a hash of (dev, sector): the classic
+ * tracepoints give no request pointer. A slot holds its own key; a request
+ * takes a free slot of its set, and only when all are taken replaces one
+ * (counted as dropped, or as collision for the same sector). No insert or
+ * delete per I/O: that took a third off the programs' cost against a hash
+ * map (benchmarks/RESULTS.md). One cache line per slot. */
 struct iolt_rq {
-	__u64 start_ns;  /* 0: no start event seen */
-	__u64 issue_ns;  /* 0: not issued yet */
-	__u64 cgid;
+	__u64 sector;
+	__u32 dev;
 	__u32 tgid;
-	__u32 tid;
+	__u64 start_ns;  /* 0: no start event seen */
+	__u64 issue_ns;  /* 0: not issued yet; both 0: slot free */
+	__u64 cgid;
 	char comm[16];
+	__u32 tid;
+	__u32 _pad;
 };
 
 struct iolt_stat_key {
@@ -221,6 +224,15 @@ static inline __u32 iolt_loop_event(struct iolt_loop_state *st, int have, __u32 
 	st->prev_ns = now;
 	st->expect = idx + 1;
 	return IOLT_LOOP_RECORD | IOLT_LOOP_STORE;
+}
+
+/* First slot of the set of (dev, sector): multiplicative (Fibonacci)
+ * hashing, which spreads the multiples of 8 that 4 KiB I/O produces. */
+static inline __u32 iolt_slot(__u32 dev, __u64 sector)
+{
+	__u64 h = (sector ^ ((__u64)dev << 40)) * 0x9E3779B97F4A7C15ULL;
+	__u32 slot = IOLT_INFLIGHT_BITS ? (__u32)(h >> (64 - IOLT_INFLIGHT_BITS)) : 0;
+	return IOLT_INFLIGHT_SLOTS > IOLT_INFLIGHT_WAYS ? slot & ~(__u32)(IOLT_INFLIGHT_WAYS - 1) : 0;
 }
 
 /* floor(log2(v)) for v > 0, without loops (the verifier prefers it). */

@@ -23,8 +23,8 @@ STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL = 0, 1, 2
 COUNTERS = (
     "unmatched",       # completion with no start and no issue seen
     "issue_no_start",  # issued without a start event: queue time 0
-    "dropped",         # in-flight map full at issue: request not counted
-    "collision",       # start for a (dev, sector) already in flight: one of the two not counted
+    "dropped",         # an issued request's slot was taken by another: it is not counted
+    "collision",       # start for a (dev, sector) already in flight: the older is not counted
     "negative",        # clock went backwards between two events
     "stats_full",      # stats map full: I/O counted under "other"
     "hist_full",       # histogram map full: sample not recorded
@@ -41,23 +41,25 @@ ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full",
 
 OTHER_TGID = 0xFFFFFFFF
 
-DEFAULT_INFLIGHT_ENTRIES = 32768
+DEFAULT_INFLIGHT_BITS = 16  # 65536 in-flight slots
+INFLIGHT_WAYS = 2           # slots a request may take in its set
 DEFAULT_STATS_ENTRIES = 16384
 DEFAULT_HIST_ENTRIES = 262144
 
 
-class RqKey(ctypes.Structure):
-    _fields_ = [("dev", ctypes.c_uint32), ("_pad", ctypes.c_uint32), ("sector", ctypes.c_uint64)]
-
-
 class Rq(ctypes.Structure):
+    """One in-flight slot (struct iolt_rq)."""
+
     _fields_ = [
+        ("sector", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("tgid", ctypes.c_uint32),
         ("start_ns", ctypes.c_uint64),
         ("issue_ns", ctypes.c_uint64),
         ("cgid", ctypes.c_uint64),
-        ("tgid", ctypes.c_uint32),
-        ("tid", ctypes.c_uint32),
         ("comm", ctypes.c_char * 16),
+        ("tid", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
     ]
 
 

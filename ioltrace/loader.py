@@ -42,7 +42,9 @@ class Options(NamedTuple):
     cgid: int = None
     cglevel: int = None
     comm: bytes = None         # at most 15 bytes
-    inflight_entries: int = _env_size("IOLTRACE_INFLIGHT_ENTRIES", layout.DEFAULT_INFLIGHT_ENTRIES, 1, 1 << 20)
+    # Slots are a power of two; IOLTRACE_INFLIGHT_ENTRIES rounds up to one.
+    inflight_bits: int = max(0, (_env_size("IOLTRACE_INFLIGHT_ENTRIES", 1 << layout.DEFAULT_INFLIGHT_BITS, 1,
+                                           1 << 20) - 1).bit_length())
     stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
     hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
 
@@ -99,7 +101,7 @@ def start_tracepoint(root=None):
 
 
 def cflags(opts, start_tp):
-    flags = [f"-DIOLT_INFLIGHT_ENTRIES={int(opts.inflight_entries)}",
+    flags = [f"-DIOLT_INFLIGHT_BITS={int(opts.inflight_bits)}",
              f"-DIOLT_STATS_ENTRIES={int(opts.stats_entries)}",
              f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}"]
     if start_tp == "block_io_start":
@@ -188,10 +190,11 @@ class Tracer:
         self.tracepoints.append(f"syscalls:sys_{{enter,exit}}_{{{','.join(present)}}}")
 
     def _check_layout(self):
-        for table, ctype in (("stats", layout.StatKey), ("hist", layout.HistKey), ("inflight", layout.RqKey)):
-            got = ctypes.sizeof(self.bpf[table].Key)
+        for table, part, ctype in (("stats", "Key", layout.StatKey), ("hist", "Key", layout.HistKey),
+                                   ("inflight", "Leaf", layout.Rq)):
+            got = ctypes.sizeof(getattr(self.bpf[table], part))
             if got != ctypes.sizeof(ctype):
-                raise CompileFailed(f"map {table} key is {got} bytes, ioltrace expects {ctypes.sizeof(ctype)}")
+                raise CompileFailed(f"map {table} {part.lower()} is {got} bytes, ioltrace expects {ctypes.sizeof(ctype)}")
 
     def _seed_other_keys(self):
         # The kernel falls back to these keys when the stats map is full, so

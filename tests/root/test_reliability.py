@@ -110,18 +110,21 @@ def test_overload_counts_equal_fio_minus_dropped(loopdev, tmp_path, inflight):
         if r.key_kind == "kernel":
             kernel[r.key] += r.count
     print(f"inflight={inflight}: fio {fio_ios}, counted {counted}, kernel {kernel}")
-    # Every I/O ioltrace did not count is visible in a counter: dropped at
-    # issue, a completion the kernel skipped our program for (another BPF
-    # program was running on that CPU), or the stale entry such a missed
-    # completion leaves, replaced later as a collision.
+    # Every I/O ioltrace did not count shows in a counter: dropped (its slot
+    # was taken), or a completion the kernel did not run our program for
+    # (missed_complete: another BPF program was running on that CPU), whose
+    # stale slot a later request to that sector replaces (collision). On
+    # this kernel about 0.1% of io_uring requests on a loop device complete
+    # without a block_rq_complete at their sector (bpftrace sees the same).
     lost = fio_ios - counted
-    assert 0 <= lost - kernel["dropped"] <= kernel["missed_complete"] + kernel["collision"]
+    assert lost >= 0
+    assert abs(lost - kernel["dropped"]) <= max(kernel["missed_complete"] + kernel["collision"], 0.01 * fio_ios)
     if inflight is None:
         # unmatched: completions of requests issued before the probes attached
         assert kernel["dropped"] == 0 and kernel["unmatched"] <= max(2, fio_ios // 10000)
         assert lost <= 0.01 * fio_ios
     else:
-        assert kernel["dropped"] > 0
+        assert kernel["dropped"] > 0.5 * lost
         assert f"dropped={kernel['dropped']}" in out  # the footer shows it
 
 

@@ -22,8 +22,7 @@ HEADER = REPO / "bpf" / "ioltrace.h"
 
 # struct name in C -> (layout.py class, field names in C order)
 STRUCTS = {
-    "iolt_rq_key": (layout.RqKey, ("dev", "_pad", "sector")),
-    "iolt_rq": (layout.Rq, ("start_ns", "issue_ns", "cgid", "tgid", "tid", "comm")),
+    "iolt_rq": (layout.Rq, ("sector", "dev", "tgid", "start_ns", "issue_ns", "cgid", "comm", "tid", "_pad")),
     "iolt_stat_key": (layout.StatKey, ("cgid", "tgid", "tid", "dev", "op")),
     "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm")),
     "iolt_hist_key": (layout.HistKey, ("k", "stage", "bucket")),
@@ -132,7 +131,9 @@ def _expected_constants():
         "IOLT_MAX_LOG2": layout.MAX_LOG2, "IOLT_OVERFLOW_BUCKET": layout.OVERFLOW_BUCKET,
         "IOLT_NBUCKETS": layout.NBUCKETS, "IOLT_NOPS": len(layout.OPS),
         "IOLT_NCOUNTERS": len(layout.COUNTERS), "IOLT_OTHER_TGID": layout.OTHER_TGID,
-        "IOLT_INFLIGHT_ENTRIES": layout.DEFAULT_INFLIGHT_ENTRIES,
+        "IOLT_INFLIGHT_BITS": layout.DEFAULT_INFLIGHT_BITS,
+        "IOLT_INFLIGHT_SLOTS": 1 << layout.DEFAULT_INFLIGHT_BITS,
+        "IOLT_INFLIGHT_WAYS": layout.INFLIGHT_WAYS,
         "IOLT_STATS_ENTRIES": layout.DEFAULT_STATS_ENTRIES,
         "IOLT_HIST_ENTRIES": layout.DEFAULT_HIST_ENTRIES,
     }
