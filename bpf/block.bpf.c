@@ -17,6 +17,7 @@
  *   IOLT_FILTER_COMM_LO/HI                     comm as two little-endian u64
  */
 #include "ioltrace.h"
+#include "filter.h"
 
 
 BPF_ARRAY(inflight, struct iolt_rq, IOLT_INFLIGHT_SLOTS);
@@ -24,10 +25,6 @@ BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_EN
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
 BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
-
-#if defined(IOLT_FILTER_TGID) || defined(IOLT_FILTER_CGID) || defined(IOLT_FILTER_COMM_LO)
-#define IOLT_TASK_FILTER 1
-#endif
 
 static __always_inline void count(u32 idx)
 {
@@ -57,20 +54,9 @@ static __always_inline int attribute(struct iolt_rq *rq, const char *comm)
 	u64 id = bpf_get_current_pid_tgid();
 	rq->tgid = id >> 32;
 	rq->tid = (u32)id;
-#ifdef IOLT_FILTER_TGID
-	if (rq->tgid != IOLT_FILTER_TGID)
-		return 0;
-#endif
-#ifdef IOLT_FILTER_CGID
-	if (bpf_get_current_ancestor_cgroup_id(IOLT_FILTER_CGLEVEL) != IOLT_FILTER_CGID)
-		return 0;
-#endif
 	__builtin_memcpy(rq->comm, comm, sizeof(rq->comm));
-#ifdef IOLT_FILTER_COMM_LO
-	u64 *c = (u64 *)rq->comm;
-	if (c[0] != IOLT_FILTER_COMM_LO || c[1] != IOLT_FILTER_COMM_HI)
+	if (!iolt_task_wanted(rq->tgid, rq->comm))
 		return 0;
-#endif
 	rq->cgid = bpf_get_current_cgroup_id();
 	return 1;
 }

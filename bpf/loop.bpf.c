@@ -7,6 +7,7 @@
  * ignored. IOLT_LOOP_EVENTS (2..8) is the chain's length.
  */
 #include "ioltrace.h"
+#include "filter.h"
 
 BPF_HASH(loop_state, u32, struct iolt_loop_state, 65536);
 BPF_F_TABLE("hash", struct iolt_loop_key, struct iolt_loop_stat, loop_stats, 16384, BPF_F_NO_PREALLOC);
@@ -42,21 +43,8 @@ static __always_inline int on_event(u32 idx)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32, tid = (u32)id;
-#ifdef IOLT_FILTER_TGID
-	if (tgid != IOLT_FILTER_TGID)
+	if (!iolt_task_wanted(tgid, 0))
 		return 0;
-#endif
-#ifdef IOLT_FILTER_CGID
-	if (bpf_get_current_ancestor_cgroup_id(IOLT_FILTER_CGLEVEL) != IOLT_FILTER_CGID)
-		return 0;
-#endif
-#ifdef IOLT_FILTER_COMM_LO
-	char comm[16];
-	bpf_get_current_comm(&comm, sizeof(comm));
-	u64 *cm = (u64 *)comm;
-	if (cm[0] != IOLT_FILTER_COMM_LO || cm[1] != IOLT_FILTER_COMM_HI)
-		return 0;
-#endif
 	struct iolt_loop_state st = {};
 	struct iolt_loop_state *cur = loop_state.lookup(&tid);
 	if (cur)

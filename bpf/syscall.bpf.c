@@ -6,6 +6,7 @@
  * Filters are the same validated -D integers as in block.bpf.c.
  */
 #include "ioltrace.h"
+#include "filter.h"
 
 BPF_HASH(sc_start, u32, struct iolt_sc_start, IOLT_SC_THREADS);
 BPF_F_TABLE("hash", struct iolt_sc_key, struct iolt_sc_stat, sc_stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
@@ -23,21 +24,8 @@ static __always_inline void sc_count(u32 idx)
 static __always_inline int sc_enter(u32 sc)
 {
 	u64 id = bpf_get_current_pid_tgid();
-#ifdef IOLT_FILTER_TGID
-	if ((id >> 32) != IOLT_FILTER_TGID)
+	if (!iolt_task_wanted(id >> 32, 0))
 		return 0;
-#endif
-#ifdef IOLT_FILTER_CGID
-	if (bpf_get_current_ancestor_cgroup_id(IOLT_FILTER_CGLEVEL) != IOLT_FILTER_CGID)
-		return 0;
-#endif
-#ifdef IOLT_FILTER_COMM_LO
-	char comm[16];
-	bpf_get_current_comm(&comm, sizeof(comm));
-	u64 *c = (u64 *)comm;
-	if (c[0] != IOLT_FILTER_COMM_LO || c[1] != IOLT_FILTER_COMM_HI)
-		return 0;
-#endif
 	u32 tid = (u32)id;
 	struct iolt_sc_start st = {.ts = bpf_ktime_get_ns(), .sc = sc};
 	if (sc_start.update(&tid, &st) != 0)
