@@ -62,7 +62,7 @@ BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
 # What only the tests need (scripts/test.sh passes --test): ground truth and
 # harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
 TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
-           prometheus qemu-system-x86 qemu-utils debootstrap vagrant)
+           prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
 if [[ ${1:-} == --test ]]; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
 fi

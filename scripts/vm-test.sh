@@ -32,7 +32,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 vmdir=$repo/scripts/vm
-mode=test
+mode="test"
 rebuild=0
 build_only=0
 pytest_args=()
@@ -56,6 +56,11 @@ cpus=${IOLTRACE_VM_CPUS:-2}
 accel=${IOLTRACE_VM_ACCEL:-auto}
 boot_timeout=${IOLTRACE_VM_BOOT_TIMEOUT:-300}
 if [ "$mode" = check ]; then timeout=${IOLTRACE_VM_TIMEOUT:-300}; else timeout=${IOLTRACE_VM_TIMEOUT:-1800}; fi
+for setting in "memory=$memory" "cpus=$cpus" "boot_timeout=$boot_timeout" "timeout=$timeout"; do
+    case ${setting#*=} in
+        ''|*[!0-9]*|0) echo "vm-test: $setting: must be a positive integer (see --help)" >&2; exit 5 ;;
+    esac
+done
 # Under KVM the guest reaches its init in a few seconds; a KVM that has not
 # got there by then is one that cannot boot this kernel.
 kvm_probe_s=30
@@ -70,17 +75,29 @@ tailpid=""
 cleanup() {
     local rc=$?
     stop_qemu
+    if [ -n "$tmp" ] && [ -n "${IOLTRACE_VM_LOGDIR:-}" ]; then
+        mkdir -p "$IOLTRACE_VM_LOGDIR"
+        cp "$tmp/serial.log" "$tmp/out/pytest.log" "$tmp/out/junit.xml" "$IOLTRACE_VM_LOGDIR/" 2>/dev/null || true
+    fi
     [ -n "$tmp" ] && rm -rf --one-file-system "$tmp"
     exit "$rc"
 }
 stop_qemu() {
-    if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
-        kill -TERM "$qpid" 2>/dev/null || true
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL "$qpid" 2>/dev/null || true
+    # $qpid is the subshell that waits for qemu; qemu.pid is qemu itself.
+    local pids=()
+    if [ -n "$qpid" ]; then
+        pids=("$qpid")
+        [ -s "$tmp/qemu.pid" ] && pids+=("$(cat "$tmp/qemu.pid")")
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "${pids[@]}" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -KILL "${pids[@]}" 2>/dev/null || true
+        wait "$qpid" 2>/dev/null || true
     fi
-    [ -n "$qpid" ] && wait "$qpid" 2>/dev/null || true
     qpid=""
+    rm -f "$tmp/qemu.pid"
     if [ -n "$tailpid" ]; then
         kill "$tailpid" 2>/dev/null || true
         wait "$tailpid" 2>/dev/null || true
@@ -133,21 +150,25 @@ start_qemu() {
     : >"$tmp/serial.log"
     echo "$mode" >"$tmp/out/mode"
     printf '%s\n' "${pytest_args[@]}" >"$tmp/out/pytest-args"
+    # shellcheck disable=SC2054  # the commas belong to qemu's option syntax
     local accel_opts=(-accel tcg,thread=multi -cpu max)
     [ "$a" = kvm ] && accel_opts=(-accel kvm -cpu host)
     # snapshot=on: the guest's writes go to a throw-away overlay in $TMPDIR,
     # so the cached image stays as built.
-    TMPDIR=$tmp qemu-system-x86_64 -name ioltrace-vm -nodefaults -nographic -no-reboot \
+    # In a subshell whose stderr is closed, so that bash's own "Aborted" line
+    # for a qemu that dies of a signal (KVM probe) does not reach the user.
+    (TMPDIR=$tmp qemu-system-x86_64 -name ioltrace-vm -nodefaults -nographic -no-reboot \
         "${accel_opts[@]}" -smp "$cpus" -m "$memory" \
         -kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
         -append "root=/dev/vda rw console=ttyS0 quiet loglevel=4 panic=-1 init=/sbin/ioltrace-vm-init" \
         -drive "file=$img/root.img,format=raw,if=virtio,snapshot=on" \
         -virtfs "local,path=$repo,mount_tag=repo,security_model=none,readonly=on" \
         -virtfs "local,path=$tmp/out,mount_tag=out,security_model=none" \
-        -serial "file:$tmp/serial.log" -monitor none \
-        </dev/null >"$tmp/qemu.log" 2>&1 &
+        -serial "file:$tmp/serial.log" -monitor none -pidfile "$tmp/qemu.pid" \
+        </dev/null >"$tmp/qemu.log" 2>&1; true) 2>/dev/null &
     qpid=$!
-    tail -n +1 -F --pid="$qpid" "$tmp/serial.log" 2>/dev/null | sed -u -e 's/\r//g' -e 's/^/guest| /' &
+    tail -n +1 -F --pid="$qpid" "$tmp/serial.log" 2>/dev/null \
+        | sed -u -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' -e 's/^/guest| /' &
     tailpid=$!
 }
 booted() { grep -q "IOLTRACE-VM: booted" "$tmp/serial.log" 2>/dev/null; }
@@ -162,17 +183,21 @@ while :; do
         say "guest booted in $(( t_boot - t_start )) s ($accel)"
     fi
     [ -f "$tmp/out/status" ] && break
-    if ! kill -0 "$qpid" 2>/dev/null; then
-        sleep 1  # let tail print the last lines
-        break
-    fi
-    if [ -z "$t_boot" ] && [ "$probe" = 1 ] && [ $(( $(now) - t_start )) -ge "$kvm_probe_s" ]; then
+    alive=1
+    kill -0 "$qpid" 2>/dev/null || alive=0
+    if [ -z "$t_boot" ] && [ "$probe" = 1 ] && { [ "$alive" = 0 ] || [ $(( $(now) - t_start )) -ge "$kvm_probe_s" ]; }; then
         stop_qemu
-        say "KVM did not boot the guest within $kvm_probe_s s: using TCG (remembered in $cache)"
+        # Seen here: nested KVM either aborts ("failed to set MSR 0x10a") or
+        # hangs right after the kernel is decompressed.
+        say "KVM did not boot the guest ($(grep -m1 -i error "$tmp/qemu.log" || echo "no init within $kvm_probe_s s")): using TCG from now on (remembered in $cache)"
         : >"$cache/kvm-fails-$(uname -r)"
         accel=tcg; probe=0; t_start=$(now)
         start_qemu tcg
         continue
+    fi
+    if [ "$alive" = 0 ]; then
+        sleep 1  # let tail print the last lines
+        break
     fi
     if [ -z "$t_boot" ] && [ $(( $(now) - t_start )) -ge "$boot_timeout" ]; then
         stop_qemu
@@ -181,6 +206,8 @@ while :; do
     fi
     if [ -n "$t_boot" ] && [ $(( $(now) - t_boot )) -ge "$timeout" ]; then
         stop_qemu
+        last=$(tr -d '\r' <"$tmp/serial.log" | grep -o '^tests/[^ ]*::[^ ]*' | tail -n 1 || true)
+        [ -z "$last" ] || say "the guest was running $last"
         fail 3 "guest did not finish within $timeout s (IOLTRACE_VM_TIMEOUT)"
     fi
     sleep 0.5
@@ -190,12 +217,6 @@ t_end=$(now)
 # stop_qemu (also run by the EXIT trap) takes care of one that hangs.
 for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
 stop_qemu
-
-if [ -n "${IOLTRACE_VM_LOGDIR:-}" ]; then
-    mkdir -p "$IOLTRACE_VM_LOGDIR"
-    cp "$tmp/serial.log" "$IOLTRACE_VM_LOGDIR/"
-    cp "$tmp/out/pytest.log" "$tmp/out/junit.xml" "$IOLTRACE_VM_LOGDIR/" 2>/dev/null || true
-fi
 
 if [ -z "$t_boot" ]; then
     tail -n 20 "$tmp/qemu.log" >&2
@@ -217,7 +238,7 @@ case $status in
             failed=$(grep -E '^(FAILED|ERROR) ' "$tmp/out/pytest.log" || true)
             if [ -n "$failed" ]; then
                 echo "vm-test: failing tests in the guest:" >&2
-                echo "$failed" | sed 's/^/  /' >&2
+                printf '  %s\n' "${failed//$'\n'/$'\n'  }" >&2
             fi
             fail 1 "the guest's tests failed: pytest exit $status on ${kernel:-?}"
         fi

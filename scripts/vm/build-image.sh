@@ -20,9 +20,11 @@ dest=${1:?usage: build-image.sh DEST [DEB_CACHE]}
 debs=${2:-}
 suite=${IOLTRACE_VM_SUITE:-bookworm}
 mirror=${IOLTRACE_VM_MIRROR:-http://deb.debian.org/debian}
-# Free space left in the root filesystem beyond what the packages use; tests
-# write to tmpfs (/tmp, /dev/shm), so this only has to cover logs and caches.
-headroom_mb=${IOLTRACE_VM_HEADROOM_MB:-512}
+# Free space in the root filesystem beyond what the packages use. /tmp is on
+# it, as on a stock Debian 12 (tmpfs has no O_DIRECT before 6.6, and tests
+# put loop-device backing files under tmp_path). The file is sparse and the
+# guest's writes go to qemu's throw-away overlay, so this costs no disk here.
+headroom_mb=${IOLTRACE_VM_HEADROOM_MB:-4096}
 
 die() { echo "build-image: $*" >&2; exit 1; }
 
@@ -39,7 +41,7 @@ cleanup() {
     # debootstrap mounts proc and sys inside the target while it installs;
     # never let rm walk into a live mount.
     local m
-    for m in $(awk -v r="$root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+    awk -v r="$root" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
     rm -rf --one-file-system "$work"
@@ -62,6 +64,16 @@ if ! debootstrap "${opts[@]}" "$suite" "$root" "$mirror" >"$work/debootstrap.log
     die "debootstrap failed"
 fi
 
+# A package whose postinst started a daemon in the target (prometheus ships
+# an init script) would keep files open there; nothing may outlive the build.
+for pid_root in /proc/[0-9]*/root; do
+    if [ "$(readlink "$pid_root" 2>/dev/null)" = "$root" ]; then
+        pid=${pid_root#/proc/}; pid=${pid%/root}
+        echo "build-image: stopping $(cat "/proc/$pid/comm" 2>/dev/null) ($pid), started inside the image"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+done
+
 # One kernel, and headers for exactly that kernel: ioltrace looks for them at
 # /lib/modules/$(uname -r)/build before any fallback.
 mapfile -t kvers < <(ls "$root/lib/modules")
@@ -70,7 +82,9 @@ kver=${kvers[0]}
 [ -d "$root/usr/src/linux-headers-$kver" ] || die "no linux-headers-$kver in the image (headers do not match the kernel)"
 [ "$(readlink "$root/lib/modules/$kver/build")" = "/usr/src/linux-headers-$kver" ] \
     || die "/lib/modules/$kver/build does not point at linux-headers-$kver"
-[ -f "$root/boot/vmlinuz-$kver" ] && [ -f "$root/boot/initrd.img-$kver" ] || die "no vmlinuz/initrd for $kver"
+if [ ! -f "$root/boot/vmlinuz-$kver" ] || [ ! -f "$root/boot/initrd.img-$kver" ]; then
+    die "no vmlinuz/initrd for $kver"
+fi
 [ -d "$root/usr/lib/python3/dist-packages/bcc" ] || die "python3-bpfcc did not install bcc"
 
 cat >"$root/sbin/ioltrace-vm-init" <<'EOF'
@@ -89,12 +103,12 @@ mkdir -p /dev/pts /dev/shm
 mnt devpts devpts /dev/pts
 mnt tmpfs tmpfs /dev/shm
 mnt tmpfs tmpfs /run
-mnt tmpfs tmpfs /tmp
 mnt cgroup2 cgroup2 /sys/fs/cgroup
 mnt debugfs debugfs /sys/kernel/debug
 mnt tracefs tracefs /sys/kernel/tracing
 mnt bpf bpf /sys/fs/bpf
 hostname ioltrace-vm
+ip link set lo up  # tests talk to ioltrace's listener on 127.0.0.1
 modprobe -q 9pnet_virtio; modprobe -q 9p; modprobe -q loop
 mkdir -p /mnt/repo /mnt/out
 opts=trans=virtio,version=9p2000.L,msize=262144
@@ -120,6 +134,7 @@ cp "$root/boot/initrd.img-$kver" "$work/out/initrd.img"
     echo "suite: $suite"
     echo "kernel: $kver"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # shellcheck disable=SC2016  # ${Package} is dpkg-query's, not the shell's
     chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' \
         "linux-image-$kver" "linux-headers-$kver" python3 python3-bpfcc fio bpftool
 } >"$work/out/manifest.txt"

@@ -35,9 +35,9 @@ build=/lib/modules/$(uname -r)/build
 if [ -f "$build/Makefile" ]; then say "headers $build -> $(readlink -f "$build")"; else say "no headers at $build"; finish 3; fi
 
 # A writable copy: tests and hypothesis write caches next to the sources.
-src=/run/ioltrace
+src=/opt/ioltrace  # not /run: initramfs mounts it noexec
 mkdir -p "$src"
-tar -C /mnt/repo --exclude=./.git --exclude=./.venv --exclude=__pycache__ \
+tar -C /mnt/repo --exclude=./.git --exclude=./.venv --exclude=./.vagrant --exclude=__pycache__ \
     --exclude=.pytest_cache --exclude=.hypothesis -cf - . | tar -C "$src" -xf -
 cd "$src" || finish 3
 export CI=true PYTHONPATH=$src PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
