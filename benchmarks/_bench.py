@@ -89,7 +89,10 @@ def loop_device(size_mib=512):
         with open(backing, "wb") as f:
             for _ in range(size_mib):
                 f.write(chunk)
-        path = sh("losetup", "-f", "--show", "--direct-io=on", backing)
+        try:
+            path = sh("losetup", "-f", "--show", "--direct-io=on", backing)
+        except subprocess.CalledProcessError:  # tmpfs takes O_DIRECT from Linux 6.6
+            path = sh("losetup", "-f", "--show", backing)
         name = os.path.basename(path)
         try:
             dio = Path(f"/sys/block/{name}/loop/dio").read_text().strip() == "1"

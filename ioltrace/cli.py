@@ -19,6 +19,7 @@ EPILOG_HIST = """examples:
   ioltrace hist --by process -T 5    # per process, every 5 s, with timestamps
   ioltrace hist --by cgroup --stage queue --op write
   ioltrace hist --disk sda1 --csv run.csv 1   # one partition, recorded to CSV
+  ioltrace hist --by process --json - 10      # JSON lines on stdout, no text
 """
 
 
@@ -29,6 +30,7 @@ examples:
   ioltrace top                       # per process, refreshed every second
   ioltrace top --by cgroup -o        # cgroups with their io.weight / io.max
   ioltrace top -b -n 5 --csv top.csv # five plain tables, also recorded
+  ioltrace top --json - -n 60        # JSON lines only (batch mode), a minute
 """
 
 EPILOG_RUN = """The command runs in a fresh cgroup v2 child; ioltrace traces exactly that
@@ -38,6 +40,7 @@ command's exit code.
 examples:
   ioltrace run -- dd if=/dev/zero of=/dev/sdb bs=1M count=100 oflag=direct
   ioltrace run --csv fio.csv -- fio job.fio
+  ioltrace run --json - -- make      # JSON lines on stdout; report on stderr
 """
 
 
@@ -84,6 +87,7 @@ examples:
   ioltrace serve --listen 0.0.0.0:9435          # every interface: explicit only
   ioltrace serve --textfile /var/lib/prometheus/node-exporter/ioltrace.prom
   ioltrace serve --per-process --max-series 200 --disk nvme0n1
+  ioltrace serve --layer both                   # and syscalls per cgroup
 """
 
 
@@ -232,6 +236,8 @@ def build_parser():
     h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
     h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
     h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    h.add_argument("--json", metavar="FILE", help="also write every interval as JSON lines to FILE; "
+                   "- for stdout (then nothing else goes there)")
     layer_options(h, ("block", "syscall"), "block")
 
     t = sub.add_parser("top", parents=[filters], help="live iotop-like view with latency percentiles",
@@ -245,12 +251,16 @@ def build_parser():
     t.add_argument("-n", "--iterations", type=positive_int, help="stop after this many refreshes")
     t.add_argument("--width", type=positive_int, default=80, help="batch-mode line width (default 80)")
     t.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    t.add_argument("--json", metavar="FILE", help="also write every interval as JSON lines to FILE; "
+                   "- for stdout (then batch mode, JSON only)")
     layer_options(t, ("block", "syscall", "both"), "block")
 
     r = sub.add_parser("run", parents=[filters], help="run a command in its own cgroup and report its block I/O",
                        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
     r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file")
+    r.add_argument("--json", metavar="FILE", help="write the run as JSON lines to FILE; - for stdout "
+                   "(then the report and the command's stdout go to stderr)")
     r.add_argument("--report-to-stderr", action="store_true", help="print the report on stderr (keeps stdout for the command)")
     layer_options(r, ("block", "syscall", "both"), "both")
     r.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
@@ -300,6 +310,7 @@ def build_parser():
     sv.add_argument("--max-series", type=positive_int, default=1000, metavar="N",
                     help="label sets per level before the rest fold into \"other\" (default 1000)")
     sv.add_argument("--total", action="store_true", help="also export stage=\"total\" (start to completion) histograms")
+    layer_options(sv, ("block", "syscall", "both"), "block")
 
     d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
     d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")

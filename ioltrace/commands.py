@@ -59,6 +59,41 @@ def write_csv(writer, delta, args, resolver, start, end):
     writer.write_interval(block, start, end, delta.counters, extra_rows=rows(sys_, start, end, layer="syscall"))
 
 
+def write_json(writer, delta, args, resolver, start, end):
+    """One interval as JSON lines: the same keys as the CSV rows of write_csv."""
+    from .recording import from_group
+
+    block, sys_ = interval_groups(delta, args, resolver)
+    series = [from_group(g) for g in block] + [from_group(g, "syscall") for g in sys_]
+    writer.write_interval(series, start, end, delta.counters)
+
+
+def open_outputs(args):
+    """(CsvWriter or None, LinesWriter or None) for --csv and --json, created
+    now, before tracing; if --json cannot be opened, the CSV file just made
+    is removed again, so a bad command line leaves no file."""
+    from .export.csv import CsvWriter
+    from .export.json import LinesWriter
+
+    writer = CsvWriter(args.csv) if getattr(args, "csv", None) else None
+    try:
+        jwriter = LinesWriter(args.json) if getattr(args, "json", None) else None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            try:
+                os.unlink(args.csv)
+            except OSError:
+                pass
+        raise
+    return writer, jwriter
+
+
+def json_to_stdout(args):
+    """--json -: stdout carries JSON lines only; text output is left out."""
+    return getattr(args, "json", None) == "-"
+
+
 def open_tracer(args, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = layers(args)
@@ -67,17 +102,16 @@ def open_tracer(args, resolver, **extra):
 
 
 def hist(args):
-    from .export.csv import CsvWriter
     from .views import hist as view
 
     resolver = Resolver()
     stages = list(layout.STAGES[:2]) + ["total"] if args.stage == "all" else [args.stage]
     if args.layer == "syscall":
         stages = ["latency"]
-    tracer = writer = None
+    tracer = writer = jwriter = None
     try:
         layers(args)
-        writer = CsvWriter(args.csv) if args.csv else None
+        writer, jwriter = open_outputs(args)
         tracer = open_tracer(args, resolver, total_hist=args.stage in ("total", "all"))
         session.banner(tracer, args.verbose)
         out = sys.stdout
@@ -85,6 +119,10 @@ def hist(args):
         def on_interval(delta, start, end, final):
             if writer is not None:
                 write_csv(writer, delta, args, resolver, start, end)
+            if jwriter is not None:
+                write_json(jwriter, delta, args, resolver, start, end)
+                if jwriter.stdout:
+                    return
             block, sys_ = interval_groups(delta, args, resolver, split_disk=args.by == "disk" or bool(args.disk))
             lines = []
             if args.timestamp:
@@ -105,6 +143,8 @@ def hist(args):
             tracer.close()
         if writer is not None:
             writer.close()
+        if jwriter is not None:
+            jwriter.close()
     return 0
 
 
@@ -170,20 +210,22 @@ def _idle_row(key, name):
 
 
 def top(args):
-    from .export.csv import CsvWriter
-
     resolver = Resolver()
     layers(args)
-    writer = CsvWriter(args.csv) if args.csv else None
+    writer, jwriter = open_outputs(args)
     tracer = None
     try:
         tracer = open_tracer(args, resolver)
-        first, last = live_view(tracer, resolver, args, writer)
+        first, last = live_view(tracer, resolver, args, writer, jwriter)
     finally:
         if tracer is not None:
             tracer.close()
         if writer is not None:
             writer.close()
+        if jwriter is not None:
+            jwriter.close()
+    if json_to_stdout(args):
+        return 0
     _print_summary(first, last, args, resolver, _ops(args), _controls_lookup(args, resolver))
     return 0
 
@@ -192,13 +234,15 @@ def _ops(args):
     return set(args.op) if getattr(args, "op", None) else None
 
 
-def live_view(tracer, resolver, args, writer=None):
+def live_view(tracer, resolver, args, writer=None, jwriter=None):
     """The top loop on an attached tracer: screen or batch tables every
-    interval until stopped, q, or args.iterations. Returns (first, last)."""
+    interval until stopped, q, or args.iterations. Returns (first, last).
+    With --json - it is batch mode printing only the JSON lines."""
     from .views import top as view
 
     ops = _ops(args)
-    batch = args.batch or not sys.stdout.isatty()
+    only_json = jwriter is not None and jwriter.stdout
+    batch = args.batch or only_json or not sys.stdout.isatty()
     controls_of = _controls_lookup(args, resolver)
     state = TopState(args)
     screen = None
@@ -215,6 +259,10 @@ def live_view(tracer, resolver, args, writer=None):
         def on_interval(delta, start, end, final):
             if writer is not None:
                 write_csv(writer, delta, args, resolver, start, end)
+            if jwriter is not None:
+                write_json(jwriter, delta, args, resolver, start, end)
+                if only_json:
+                    return
             block, sys_ = interval_groups(delta, args, resolver, split_disk=False)
             rows = view.rows(block, end - start, controls_of, sys_, sys_bytes=layer == "syscall")
             header = view.header_lines(rows, session.alarm_counters(delta.counters),
@@ -270,7 +318,6 @@ def run(args):
     import subprocess
 
     from .cgroups import ScratchCgroup
-    from .export.csv import CsvWriter
     from .views import hist as hview
 
     if not args.command_argv:
@@ -278,7 +325,12 @@ def run(args):
     resolver = Resolver()
     args.by = "process"
     layers(args)
-    writer = CsvWriter(args.csv) if args.csv else None
+    writer, jwriter = open_outputs(args)
+    # --json -: stdout is for JSON lines only; the report and the command's
+    # own stdout go to stderr.
+    child_stdout = 2 if json_to_stdout(args) else None
+    if child_stdout is not None:
+        args.report_to_stderr = True
     tracer = child = None
     ops = set(args.op) if args.op else None
     try:
@@ -292,7 +344,7 @@ def run(args):
 
                 def start():
                     try:
-                        started.append(subprocess.Popen(args.command_argv, preexec_fn=cg.join))
+                        started.append(subprocess.Popen(args.command_argv, preexec_fn=cg.join, stdout=child_stdout))
                     except OSError as e:
                         raise BadInput(f"command {args.command_argv[0]}", e.strerror.lower()) from None
                     return started[0]
@@ -305,14 +357,19 @@ def run(args):
     finally:
         if tracer is not None:
             tracer.close()
+        if jwriter is not None and child is None:
+            jwriter.close()     # nothing ran: no interval to write
     from . import maps
 
     whole = maps.delta(last, first)
     seconds = (last.time_ns - first.time_ns) / 1e9
+    wall_end = time.time()
     if writer is not None:
-        wall_end = time.time()
         write_csv(writer, whole, args, resolver, wall_end - seconds, wall_end)
         writer.close()
+    if jwriter is not None:
+        write_json(jwriter, whole, args, resolver, wall_end - seconds, wall_end)
+        jwriter.close()
     _print_run_report(whole, seconds, args, resolver, ops, hview, leftover)
     return code
 

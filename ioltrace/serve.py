@@ -237,7 +237,7 @@ class Scraper:
 
 
 def run(args):
-    from .commands import kernel_options
+    from .commands import kernel_options, layers
     from .loader import Tracer
     from .resolve import Resolver
 
@@ -249,6 +249,7 @@ def run(args):
     if addr is None and not args.textfile:
         raise BadInput("--listen none", "nothing to serve", "give --textfile PATH, or an address to listen on")
     resolver = Resolver()
+    chosen = layers(args)
     stages = ("queue", "device", "total") if args.total else ("queue", "device")
     opts = kernel_options(args, resolver, total_hist=args.total)
     textfile = Textfile(args.textfile) if args.textfile else None
@@ -258,10 +259,11 @@ def run(args):
             # Bound before attaching, so a busy port costs no probe set-up;
             # requests wait in the backlog until the thread starts.
             server = bind(addr, lambda fmt: scraper.render(fmt))
-        tracer = Tracer(opts, verbose=args.verbose)
-        info = {"version": __version__, "start_tracepoint": tracer.start_tp, "headers": tracer.headers.kind}
+        tracer = Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=args.syscalls)
+        info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
+                "headers": tracer.headers.kind, "layers": ",".join(chosen)}
         exporter = prometheus.Exporter(resolver, per_process=args.per_process, max_series=args.max_series,
-                                       stages=stages, info=info)
+                                       stages=stages, info=info, layers=chosen)
         scraper = Scraper(tracer, exporter)
         with session.Stopper() as stopper:
             if server is not None:

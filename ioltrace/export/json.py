@@ -3,7 +3,8 @@
 key_dict() turns one key's aggregated data (a recording.Series; a live Group
 through recording.from_group) into a dict; document() wraps a Selection.
 Numbers that do not exist (percentiles of an empty histogram) are null, as
-JSON has no NaN. Knows nothing of terminals or files.
+JSON has no NaN. LinesWriter writes the live commands' --json: one KEY per
+key per interval. Knows nothing of terminals.
 
 Schema "ioltrace-report/1" (README.md, "Reports, comparisons and plots"):
 
@@ -36,8 +37,11 @@ SPREAD, "p", "smallest_p"}}}]}, SPREAD = {"n", "min", "max", "mean", "sd_pct"}.
 
 import json
 import math
+import os
+import sys
 
 from .. import hist, layout, stats
+from ..errors import BadInput
 from ..recording import Series, stages_of
 
 SCHEMA = "ioltrace-report/1"
@@ -45,7 +49,9 @@ COMPARE_SCHEMA = "ioltrace-compare/1"
 
 
 def _num(v):
-    return None if isinstance(v, float) and math.isnan(v) else v
+    """JSON has no nan or infinity: an undefined figure (no samples, a ratio
+    over zero) is null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def latency_dict(series, stage, seconds, buckets=True):
@@ -115,3 +121,75 @@ def compare_document(comparisons, sel_a, sel_b, stages=()):
 
 def dumps(doc):
     return json.dumps(doc, allow_nan=False) + "\n"
+
+
+# -- JSON lines (--json on hist, top, run) ---------------------------------------
+
+def _clean(text):
+    """A name as valid Unicode: cgroup directory names read with os.fsdecode
+    hold undecodable bytes as lone surrogates, which strict JSON readers
+    refuse; they become the text \\xNN, as comms' bytes already are."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:   # a surrogate os.fsdecode never makes
+        return text.encode("utf-8", "backslashreplace").decode("ascii")
+
+
+def interval_lines(series, start_ts, end_ts, counters=None):
+    """One interval as JSON lines: a KEY object (key_dict, every stage
+    recorded, no windows) per Series with interval_start and interval_end
+    (ISO 8601 UTC, as in CSV recordings) in front, then one line of kind
+    "kernel" with the interval's diagnostic counters."""
+    from .csv import iso
+
+    a, b = iso(start_ts), iso(end_ts)
+    seconds = max(end_ts - start_ts, 0.0)
+    out = []
+    for s in series:
+        d = {"interval_start": a, "interval_end": b}
+        d.update(key_dict(s, seconds))
+        for f in ("key", "name", "disk"):
+            d[f] = _clean(d[f])
+        out.append(json.dumps(d, allow_nan=False, separators=(",", ":")))
+    out.append(json.dumps({"interval_start": a, "interval_end": b, "kind": "kernel", "seconds": seconds,
+                           "kernel_counters": {k: int(v) for k, v in sorted((counters or {}).items())}},
+                          allow_nan=False, separators=(",", ":")))
+    return "\n".join(out) + "\n"
+
+
+class LinesWriter:
+    """--json FILE: JSON lines, one interval per write() of whole lines (a
+    crash leaves the file readable up to the last complete interval); "-"
+    is stdout. The file is created (and checked writable) at construction,
+    before any tracing starts."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = None
+        self.stdout = path == "-"
+        if self.stdout:
+            return
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)
+        except OSError as e:
+            raise BadInput(f"--json {path}", e.strerror.lower(), "choose a writable path, or - for stdout") from None
+
+    def write_interval(self, series, start_ts, end_ts, counters=None):
+        text = interval_lines(series, start_ts, end_ts, counters)
+        if self.stdout:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        data = text.encode("ascii")    # json.dumps escapes everything else
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -17,6 +17,7 @@ on them:
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -215,33 +216,101 @@ def _stage_sum(t, stage):
     return t.queue_ns + t.device_ns   # total = queue + device, per request
 
 
+# -- layers ----------------------------------------------------------------------
+
+SYS_STAGE = 0   # the syscall layer's one histogram: sys_enter to sys_exit
+
+
+class _SysTotals(NamedTuple):
+    """A SysTotals under the field names the level code reads (ios = calls)."""
+
+    ios: int
+    bytes: int
+    errors: int
+    sum_ns: int
+    comm: str
+
+
+def _block_view(snap):
+    return snap.totals, snap.hists, snap.errors
+
+
+def _sys_view(snap):
+    """The syscall layer of a Snapshot in the block layer's shapes: totals by
+    key, hists by (key, stage), errors by (key, errno)."""
+    totals = {k: _SysTotals(t.calls, t.bytes, t.errors, t.sum_ns, t.comm) for k, t in snap.sys_totals.items()}
+    return totals, {(k, SYS_STAGE): arr for k, arr in snap.sys_hists.items()}, snap.sys_errors
+
+
+class _Layer:
+    """One traced layer as exported: its levels, its histogram stages, the
+    wording of its families, and what its last scrape saw."""
+
+    def __init__(self, levels, stages, stage_labels, count, helps, entities, view, stage_sum):
+        self.levels = levels
+        self.stages = stages                # kernel stage numbers with a histogram family
+        self.stage_labels = stage_labels    # their stage="..." values; None: no stage label
+        self.count = count                  # family of completions: "ios" or "calls"
+        self.helps = helps                  # (count, bytes, errors, latency) HELP texts with {what}
+        self.entities = entities            # (key, comm) -> label set per level; None: catch-all key
+        self.view = view                    # Snapshot -> (totals, hists, errors) of this layer
+        self.stage_sum = stage_sum          # (totals, stage) -> exact ns
+        self.prev = None                    # (totals, errors, [(key, stage)], coarse rows) of the last scrape
+
+
+BLOCK_HELPS = (
+    "Completed block I/O requests, failed ones included, {what}.",
+    "Bytes of successfully completed block I/O requests, {what}.",
+    "Block I/O requests completed with an error, {what}, by errno.",
+    "Block I/O latency {what}; stage queue is start to dispatch, device is dispatch to completion, "
+    "total is start to completion.",
+)
+SYSCALL_HELPS = (
+    "Completed calls of the traced I/O syscalls, failed ones included, {what}.",
+    "Bytes returned by successful read and write family syscalls, {what}.",
+    "I/O syscalls that returned an error, {what}, by errno.",
+    "I/O syscall latency {what}, from sys_enter to sys_exit.",
+)
+
+
 # -- the exporter ---------------------------------------------------------------
 
 class Exporter:
     """Renders Snapshots of one tracer, scrape after scrape.
 
     resolver: names for devs and cgroup ids (resolve.Resolver or a fake).
-    stages: stage names to export histograms for (the kernel records
+    stages: block stage names to export histograms for (the kernel records
     "total" only when built with total_hist).
     info: labels of ioltrace_build_info.
+    layers: "block" and/or "syscall", as the tracer was attached.
     """
 
     def __init__(self, resolver, per_process=False, max_series=DEFAULT_MAX_SERIES,
-                 stages=("queue", "device"), info=None):
+                 stages=("queue", "device"), info=None, layers=("block",)):
         self.resolver = resolver
         self.max_series = int(max_series)
-        self.stages = tuple(STAGE_NUMBER[s] for s in stages)
-        self.stage_names = tuple(stages)
+        self.per_process = per_process
         self.info = dict(info or {})
-        self.levels = [
-            Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op", False),
-            Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"),
-                  "per cgroup v2, disk and op", False),
-        ]
-        if per_process:
-            self.levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
-                                     "per process (pid and comm), disk and op", True))
-        self._prev = None       # (totals, errors, [(Key, stage)], coarse rows) of the last scrape
+        self.layers = []
+        if "block" in layers:
+            levels = [
+                Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op", False),
+                Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"),
+                      "per cgroup v2, disk and op", False),
+            ]
+            if per_process:
+                levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
+                                    "per process (pid and comm), disk and op", True))
+            self.layers.append(_Layer(levels, tuple(STAGE_NUMBER[s] for s in stages), tuple(stages), "ios",
+                                      BLOCK_HELPS, self._entities, _block_view, _stage_sum))
+        if "syscall" in layers:
+            levels = [Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "syscall"),
+                            "per cgroup v2 and syscall", False)]
+            if per_process:
+                levels.append(Level("process_syscall", "ioltrace_process_syscall", ("pid", "comm", "syscall"),
+                                    "per process (pid and comm) and syscall", True))
+            self.layers.append(_Layer(levels, (SYS_STAGE,), (None,), "calls", SYSCALL_HELPS,
+                                      self._sys_entities, _sys_view, lambda t, stage: t.sum_ns))
         self._templates = {}
 
     # Label sets of one kernel key, one per level; None for the kernel's own
@@ -252,17 +321,24 @@ class Exporter:
         op = layout.OPS[key.op] if key.op < len(layout.OPS) else str(key.op)
         disk = self.resolver.disk_name(key.dev)
         ents = [(disk, op), (self.resolver.cgroup_path(key.cgid), disk, op)]
-        if len(self.levels) > 2:
+        if self.per_process:
             ents.append((str(key.tgid), comm, disk, op))
         return ents
 
-    def _remember_gone(self, snap, ents_of):
+    def _sys_entities(self, key, comm):
+        sc = layout.SYSCALLS[key.sc] if key.sc < len(layout.SYSCALLS) else str(key.sc)
+        ents = [(self.resolver.cgroup_path(key.cgid), sc)]
+        if self.per_process:
+            ents.append((str(key.tgid), comm, sc))
+        return ents
+
+    def _remember_gone(self, layer, totals_now, ents_of):
         """Kernel keys of the previous scrape that left the maps (or
         restarted from lower counts): keep their last counts in the base of
         their label sets."""
-        totals, errors, cell_keys, coarse = self._prev
+        totals, errors, cell_keys, coarse = layer.prev
         gone = [k for k, p in totals.items()
-                if (p.ios or p.bytes or p.errors) and (k not in snap.totals or snap.totals[k].ios < p.ios)]
+                if (p.ios or p.bytes or p.errors) and (k not in totals_now or totals_now[k].ios < p.ios)]
         if not gone:
             return
         accs = {}
@@ -270,7 +346,7 @@ class Exporter:
             t = totals[k]
             acc = accs[k] = _Acc()
             acc.ios, acc.bytes = t.ios, t.bytes
-            acc.sum_ns = {s: _stage_sum(t, s) for s in self.stages}
+            acc.sum_ns = {s: layer.stage_sum(t, s) for s in layer.stages}
         for row, (k, stage) in enumerate(cell_keys):
             acc = accs.get(k)
             if acc is not None:
@@ -281,29 +357,40 @@ class Exporter:
                 acc.errors[errno] = acc.errors.get(errno, 0) + n
         for k in gone:
             ents = ents_of(k, totals[k].comm)
-            for i, lvl in enumerate(self.levels):
+            for i, lvl in enumerate(layer.levels):
                 e = lvl.other if ents is None else lvl.out(ents[i])
                 lvl.base.setdefault(e, _Acc()).add(accs[k])
 
     def render(self, snap, fmt=TEXT):
         """The whole exposition for one Snapshot, as UTF-8 bytes."""
         om = fmt == OPENMETRICS
+        out = []
+        self._render_info(out, om)
+        for layer in self.layers:
+            self._render_layer(out, layer, *layer.view(snap), om)
+        self._render_kernel(out, snap, om)
+        self._render_folded(out, om)
+        if om:
+            out.append("# EOF")
+        return ("\n".join(out) + "\n").encode("utf-8")
+
+    def _render_layer(self, out, layer, totals, hists, errors, om):
         memo = {}
 
         def ents_of(k, comm):
             got = memo.get(k)
             if got is None:
-                got = memo[k] = self._entities(k, comm) or ()
+                got = memo[k] = layer.entities(k, comm) or ()
             return got or None
 
-        if self._prev is not None:
-            self._remember_gone(snap, ents_of)
+        if layer.prev is not None:
+            self._remember_gone(layer, totals, ents_of)
 
         # Keys with something to show; the loader seeds the catch-all keys
         # with zeros, and those stay hidden until the kernel uses them.
-        live = [(k, t) for k, t in snap.totals.items() if t.ios or t.bytes or t.errors]
+        live = [(k, t) for k, t in totals.items() if t.ios or t.bytes or t.errors]
         live_ents = [ents_of(k, t.comm) for k, t in live]
-        for i, lvl in enumerate(self.levels):
+        for i, lvl in enumerate(layer.levels):
             seen = {}
             for (k, t), ents in zip(live, live_ents):
                 if ents is None:
@@ -314,22 +401,15 @@ class Exporter:
             lvl.forget(seen)
             lvl.assign(seen, self.max_series)
 
-        out = []
-        self._render_info(out, om)
         live_index = {k: j for j, (k, _) in enumerate(live)}
-        cells = [(live_index[k], stage, arr) for (k, stage), arr in snap.hists.items()
-                 if stage in self.stages and k in live_index]
+        cells = [(live_index[k], stage, arr) for (k, stage), arr in hists.items()
+                 if stage in layer.stages and k in live_index]
         coarse = _coarse(np.stack([c[2] for c in cells]).astype(np.uint64, copy=False)) if cells else None
         # What the next scrape needs to notice keys leaving the maps: the
         # coarse rows, not the Snapshot's fine arrays (8 KiB per cell).
-        self._prev = (snap.totals, snap.errors, [(live[kj][0], st) for kj, st, _ in cells], coarse)
-        for i, lvl in enumerate(self.levels):
-            self._render_level(out, lvl, i, snap, live, live_ents, live_index, cells, coarse, om)
-        self._render_kernel(out, snap, om)
-        self._render_folded(out, om)
-        if om:
-            out.append("# EOF")
-        return ("\n".join(out) + "\n").encode("utf-8")
+        layer.prev = (totals, errors, [(live[kj][0], st) for kj, st, _ in cells], coarse)
+        for i, lvl in enumerate(layer.levels):
+            self._render_level(out, layer, lvl, i, errors, live, live_ents, live_index, cells, coarse, om)
 
     # -- families ---------------------------------------------------------------
 
@@ -352,7 +432,7 @@ class Exporter:
             self._head(out, "ioltrace_build_info", "gauge", help_text, om)
         out.append(f"ioltrace_build_info{{{labels}}} 1" if labels else "ioltrace_build_info 1")
 
-    def _render_level(self, out, lvl, i, snap, live, live_ents, live_index, cells, coarse, om):
+    def _render_level(self, out, layer, lvl, i, errors_in, live, live_ents, live_index, cells, coarse, om):
         # Output label sets: kept ones in name order, "other" last.
         index = {}
         key_out = []                       # per live key: output row or -1
@@ -366,7 +446,9 @@ class Exporter:
             if e not in index:
                 index[e] = len(index)
         n = len(index)
-        nst = len(self.stages)
+        stages = layer.stages
+        stage_sum = layer.stage_sum
+        nst = len(stages)
         ios = [0] * n
         nbytes = [0] * n
         sums = [[0] * nst for _ in range(n)]
@@ -375,16 +457,16 @@ class Exporter:
             ios[j] += t.ios
             nbytes[j] += t.bytes
             s = sums[j]
-            for si, stage in enumerate(self.stages):
-                s[si] += _stage_sum(t, stage)
-        for (k, errno), c in snap.errors.items():
+            for si, stage in enumerate(stages):
+                s[si] += stage_sum(t, stage)
+        for (k, errno), c in errors_in.items():
             j = live_index.get(k)
             if j is not None:
                 cell = (key_out[j], errno)
                 errors[cell] = errors.get(cell, 0) + c
         hist = np.zeros((n * nst, NBUCKETS_OUT), dtype=np.uint64)
         if cells:
-            stage_pos = {s: si for si, s in enumerate(self.stages)}
+            stage_pos = {s: si for si, s in enumerate(stages)}
             rows = np.fromiter((key_out[kj] * nst + stage_pos[st] for kj, st, _ in cells),
                                dtype=np.intp, count=len(cells))
             # Sum the cells of each output row: sort by row, then one
@@ -397,7 +479,7 @@ class Exporter:
             j = index[e]
             ios[j] += acc.ios
             nbytes[j] += acc.bytes
-            for si, stage in enumerate(self.stages):
+            for si, stage in enumerate(stages):
                 sums[j][si] += acc.sum_ns.get(stage, 0)
                 if stage in acc.hist:
                     hist[j * nst + si] += acc.hist[stage]
@@ -408,22 +490,18 @@ class Exporter:
         order = sorted(index.items(), key=lambda ej: (ej[0] == lvl.other, ej[0]))
         lbl = {j: lvl.label_text(e) for e, j in order}
         p = lvl.prefix
-        self._head(out, f"{p}_ios", "counter",
-                   f"Completed block I/O requests, failed ones included, {lvl.what}.", om)
-        out.extend(f"{p}_ios_total{{{lbl[j]}}} {ios[j]}" for _, j in order)
-        self._head(out, f"{p}_bytes", "counter",
-                   f"Bytes of successfully completed block I/O requests, {lvl.what}.", om, "bytes")
+        h_count, h_bytes, h_errors, h_latency = (h.format(what=lvl.what) for h in layer.helps)
+        self._head(out, f"{p}_{layer.count}", "counter", h_count, om)
+        out.extend(f"{p}_{layer.count}_total{{{lbl[j]}}} {ios[j]}" for _, j in order)
+        self._head(out, f"{p}_bytes", "counter", h_bytes, om, "bytes")
         out.extend(f"{p}_bytes_total{{{lbl[j]}}} {nbytes[j]}" for _, j in order)
-        self._head(out, f"{p}_errors", "counter",
-                   f"Block I/O requests completed with an error, {lvl.what}, by errno.", om)
+        self._head(out, f"{p}_errors", "counter", h_errors, om)
         rank = {j: r for r, (_, j) in enumerate(order)}
         for (j, errno), c in sorted(errors.items(), key=lambda x: (rank[x[0][0]], x[0][1])):
             out.append(f'{p}_errors_total{{{lbl[j]},errno="{escape(errno_name(errno))}"}} {c}')
         fam = f"{p}_latency_seconds"
-        self._head(out, fam, "histogram",
-                   f"Block I/O latency {lvl.what}; stage queue is start to dispatch, device is dispatch "
-                   "to completion, total is start to completion.", om, "seconds")
-        templates = [self._hist_template(fam, stage) for stage in self.stage_names]
+        self._head(out, fam, "histogram", h_latency, om, "seconds")
+        templates = [self._hist_template(fam, stage) for stage in layer.stage_labels]
         rows = hist.tolist()
         # Most label sets are idle between two scrapes (exited processes,
         # quiet cgroups): their text is reused when their counts are equal.
@@ -442,14 +520,16 @@ class Exporter:
 
     def _hist_template(self, fam, stage):
         """One str.format call per histogram writes its buckets, sum and
-        count: {0} is the label text, {1} the sum, {2}... the bucket counts."""
+        count: {0} is the label text, {1} the sum, {2}... the bucket counts.
+        stage None: a layer with one histogram, no stage label."""
         key = (fam, stage)
         t = self._templates.get(key)
         if t is None:
-            lines = [f'{fam}_bucket{{{{{{0}},stage="{stage}",le="{le}"}}}} {{{i + 2}}}'
+            st = "" if stage is None else f',stage="{stage}"'
+            lines = [f'{fam}_bucket{{{{{{0}}{st},le="{le}"}}}} {{{i + 2}}}'
                      for i, le in enumerate(LE_VALUES)]
-            lines.append(f'{fam}_sum{{{{{{0}},stage="{stage}"}}}} {{1!r}}')
-            lines.append(f'{fam}_count{{{{{{0}},stage="{stage}"}}}} {{{len(LE_VALUES) + 1}}}')
+            lines.append(f'{fam}_sum{{{{{{0}}{st}}}}} {{1!r}}')
+            lines.append(f'{fam}_count{{{{{{0}}{st}}}}} {{{len(LE_VALUES) + 1}}}')
             t = self._templates[key] = "\n".join(lines)
         return t
 
@@ -465,5 +545,6 @@ class Exporter:
         self._head(out, "ioltrace_folded_label_sets", "gauge",
                    "Label sets counted in the \"other\" series of their level: beyond --max-series, "
                    "or processes whose counts left the kernel maps.", om)
-        for lvl in self.levels:
-            out.append(f'ioltrace_folded_label_sets{{level="{lvl.name}"}} {len(lvl.folded)}')
+        for layer in self.layers:
+            for lvl in layer.levels:
+                out.append(f'ioltrace_folded_label_sets{{level="{lvl.name}"}} {len(lvl.folded)}')

@@ -14,7 +14,7 @@ import pytest
 
 from ioltrace.export import csv as rec
 
-from .conftest import REPO, need_tool, sh
+from .conftest import REPO, attach_loop, need_tool, sh
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
@@ -30,7 +30,7 @@ def failing_loop(tmp_path):
     try:
         with open(mnt / "img", "wb") as f:
             f.truncate(64 << 20)
-        path = sh("losetup", "-f", "--show", "--direct-io=on", str(mnt / "img"))
+        path = attach_loop(str(mnt / "img"))
         yield path
     finally:
         if path:
