@@ -113,7 +113,6 @@ def hist(args):
         layers(args)
         writer, jwriter = open_outputs(args)
         tracer = open_tracer(args, resolver, total_hist=args.stage in ("total", "all"))
-        session.banner(tracer, args.verbose)
         out = sys.stdout
 
         def on_interval(delta, start, end, final):
@@ -137,7 +136,8 @@ def hist(args):
             out.flush()
 
         with session.Stopper() as stopper:
-            session.run(tracer, args.interval, args.count, on_interval, stopper)
+            session.run(tracer, args.interval, args.count, on_interval, stopper,
+                        announce=lambda: session.banner(tracer, args.verbose))
     finally:
         if tracer is not None:
             tracer.close()
@@ -247,9 +247,7 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
     state = TopState(args)
     screen = None
     try:
-        if batch:
-            session.banner(tracer, args.verbose)
-        else:
+        if not batch:
             from .views.screen import Screen
 
             screen = Screen()
@@ -280,7 +278,8 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
                 def wait(deadline):
                     return screen.wait(deadline, state, view, controls_of is not None, stopper)
 
-            return session.run(tracer, args.interval, args.iterations, on_interval, stopper, wait=wait)
+            return session.run(tracer, args.interval, args.iterations, on_interval, stopper, wait=wait,
+                               announce=(lambda: session.banner(tracer, args.verbose)) if batch else None)
     finally:
         if screen is not None:
             screen.close()
@@ -337,8 +336,6 @@ def run(args):
         with ScratchCgroup(resolver, f"ioltrace-run-{os.getpid()}") as cg:
             cgid, level = resolver.cgroup_filter(cg.rel)
             tracer = open_tracer(args, resolver, cgid=cgid, cglevel=level, total_hist=True)
-            if args.verbose:
-                session.banner(tracer, True)
             with session.Stopper() as stopper:
                 started = []
 
@@ -350,7 +347,8 @@ def run(args):
                     return started[0]
 
                 forward = _ForwardingStopper(stopper, started)
-                first, last = session.run(tracer, None, None, lambda *a: None, forward, on_start=start)
+                first, last = session.run(tracer, None, None, lambda *a: None, forward, on_start=start,
+                                          announce=(lambda: session.banner(tracer, True)) if args.verbose else None)
                 child = started[0]
                 code = _wait_child(child)
             leftover = cg.procs()
@@ -482,8 +480,8 @@ def loop(args):
     unit_ns, unit_name = (1e6, "msecs") if args.milliseconds else (1e3, "usecs")
     steps = [f"{a} -> {b}" for a, b in zip(events, events[1:])]
     try:
+        prev = tracer.snapshot()  # the baseline, before anyone is told to start
         sys.stderr.write(f"probes: {', '.join(events)} (tracepoints)\nTracing... Hit Ctrl-C to end.\n")
-        prev = tracer.snapshot()
         with session.Stopper() as stopper:
             n = 0
             t0 = time.monotonic()

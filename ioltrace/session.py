@@ -62,16 +62,17 @@ def banner(tracer, verbose, out=sys.stderr):
     out.flush()
 
 
-def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on_start=None):
+def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on_start=None, announce=None):
     """Call on_interval(delta, start_wall, end_wall, final) for each interval.
 
     interval None means one interval until stopped (or until `child`, a
     Popen, exits). count limits the number of intervals. The last call has
     final=True: it carries whatever happened since the previous one.
     wait(deadline) replaces the plain sleep (the live screen reads keys in
-    it) and returns False to stop. on_start() runs right after the first
-    snapshot and may return the child to watch. Returns the first and last
-    snapshots.
+    it) and returns False to stop. announce() (the banner) and then
+    on_start() run right after the first snapshot, so that nothing a user
+    starts on seeing the banner can fall into the baseline; on_start may
+    return the child to watch. Returns the first and last snapshots.
 
     The maps are read one after another while I/O goes on, so an I/O that
     completes during a read can land in the next interval's histograms;
@@ -79,6 +80,8 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
     """
     wait = wait or stopper.sleep_until
     first = prev = tracer.snapshot()
+    if announce is not None:
+        announce()
     if on_start is not None:
         child = on_start()
     prev_wall = time.time()
