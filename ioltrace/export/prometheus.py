@@ -1,8 +1,9 @@
 """Snapshots -> Prometheus exposition text (format 0.0.4) or OpenMetrics 1.0.0.
 
-Pure: takes cumulative Snapshots (maps.snapshot) and a resolver for names,
-returns bytes. No bcc, no sockets, no files; serve.py does the HTTP and the
-textfile. Values are cumulative since the tracer started (Prometheus
+Pure: takes cumulative Snapshots (maps.snapshot; the block layer, the
+syscall layer or both, each with its own families) and a resolver for
+names, returns bytes. No bcc, no sockets, no files; serve.py does the HTTP
+and the textfile. Values are cumulative since the tracer started (Prometheus
 counters), so they come from Snapshots directly, never from deltas.
 
 Two promises hold across scrapes of one Exporter, because Prometheus relies

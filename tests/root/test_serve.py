@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -275,4 +276,90 @@ def test_per_process_series_name_dd(loopdev, make_cgroup, ioltrace):
     # The shell execs dd, so dd keeps the pid Popen saw.
     key = f'ioltrace_process_block_bytes_total{{pid="{p.pid}",comm="dd",disk="{loopdev.name}",op="write"}}'
     assert got[key] == 50 * 4096
+    assert t.stop() == 0, t.err
+
+
+PWRITE_PROGRAM = """
+import errno, mmap, os, sys, time
+path, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, size)           # page-aligned, as O_DIRECT needs
+buf.write(b"x" * size)
+t0 = time.perf_counter()
+for i in range(n):
+    assert os.pwrite(fd, buf, i * size) == size
+try:
+    os.pwrite(fd, buf, 1)           # misaligned for O_DIRECT: the kernel says EINVAL
+    raise SystemExit("a misaligned O_DIRECT pwrite succeeded")
+except OSError as e:
+    assert e.errno == errno.EINVAL, e
+elapsed = time.perf_counter() - t0
+os.close(fd)
+print(elapsed)
+"""
+
+
+def test_prometheus_sees_exactly_the_pwrite64_calls_and_bytes(loopdev, make_cgroup, ioltrace, prometheus):
+    """The syscall layer: a program makes exactly N pwrite64 calls of SIZE
+    bytes with O_DIRECT, then one that the kernel refuses with EINVAL."""
+    need_tool("promtool")
+    n, size = 200, 8192
+    cg = make_cgroup("sc")
+    port = free_port()
+    t = ioltrace("serve", "--listen", f"127.0.0.1:{port}", "--layer", "both", "--syscalls", "pwrite64",
+                 "--per-process", "--cgroup", cg.rel)
+    prom = prometheus(port)
+    wait_for("the first scrape", lambda: prom.query('up{job="ioltrace"} == 1'))
+
+    p = subprocess.Popen(cg.wrap([sys.executable, "-c", PWRITE_PROGRAM, loopdev.path, str(n), str(size)]),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    elapsed = float(out)        # the program's own clock around its calls
+    done = time.time()
+
+    sel = f'cgroup="{cg.rel}",syscall="pwrite64"'
+    wait_for("a scrape after the program finished",
+             lambda: all(v > done for _, v in prom.query(f"timestamp(ioltrace_cgroup_syscall_calls_total{{{sel}}})"))
+             and prom.query(f"ioltrace_cgroup_syscall_calls_total{{{sel}}}"))
+    assert prom.one(f"ioltrace_cgroup_syscall_calls_total{{{sel}}}") == n + 1
+    assert prom.one(f"ioltrace_cgroup_syscall_bytes_total{{{sel}}}") == n * size
+    assert prom.one(f'ioltrace_cgroup_syscall_errors_total{{{sel},errno="EINVAL"}}') == 1
+    assert prom.one(f"ioltrace_cgroup_syscall_latency_seconds_count{{{sel}}}") == n + 1
+    assert prom.one(f'ioltrace_cgroup_syscall_latency_seconds_bucket{{{sel},le="+Inf"}}') == n + 1
+    # The sum of the calls' times is positive and no more than the time the
+    # program measured around all of them.
+    total = prom.one(f"ioltrace_cgroup_syscall_latency_seconds_sum{{{sel}}}")
+    assert 0 < total <= elapsed, (total, elapsed)
+    q = prom.one(f"histogram_quantile(0.5, sum by (le) (ioltrace_cgroup_syscall_latency_seconds_bucket{{{sel}}}))")
+    assert math.isfinite(q) and 0 < q <= elapsed
+    # The shell execs python, so the program keeps the pid Popen saw.
+    psel = f'pid="{p.pid}",syscall="pwrite64"'
+    assert prom.one(f"ioltrace_process_syscall_calls_total{{{psel}}}") == n + 1
+    assert prom.one(f"ioltrace_process_syscall_bytes_total{{{psel}}}") == n * size
+    # The block layer saw the same bytes reach the loop device.
+    assert prom.one(f'sum(ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",disk="{loopdev.name}"}})') == n * size
+    assert prom.one('ioltrace_build_info{job="ioltrace"}') == 1
+    assert prom.query('ioltrace_build_info{layers="block,syscall"}')
+
+    _, _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    rc, lint = promtool_ok(text)
+    assert rc == 0, lint
+    assert t.stop() == 0, t.err
+    assert "probes detached" in t.err
+
+
+def test_serve_syscall_layer_alone_exports_no_block_families(make_cgroup, ioltrace, tmp_path):
+    cg = make_cgroup("sconly")
+    port = free_port()
+    t = ioltrace("serve", "--listen", f"127.0.0.1:{port}", "--layer", "syscall", "--syscalls", "write,fsync",
+                 "--cgroup", cg.rel)
+    target = tmp_path / "f"
+    p = subprocess.run(cg.wrap(["sh", "-c", f'printf abc > "{target}"']), capture_output=True, timeout=30)
+    assert p.returncode == 0
+    got = samples(http_get(f"http://127.0.0.1:{port}/metrics")[2])
+    assert got[f'ioltrace_cgroup_syscall_calls_total{{cgroup="{cg.rel}",syscall="write"}}'] == 1
+    assert got[f'ioltrace_cgroup_syscall_bytes_total{{cgroup="{cg.rel}",syscall="write"}}'] == 3
+    assert not any(k.startswith(("ioltrace_block_", "ioltrace_cgroup_block_")) for k in got)
+    assert any('start_tracepoint="none"' in k and 'layers="syscall"' in k for k in got if "build_info" in k)
     assert t.stop() == 0, t.err

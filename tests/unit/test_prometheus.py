@@ -1,8 +1,8 @@
 """The Prometheus exposition (export/prometheus.py) and the pieces of
 `ioltrace serve` that need no root (serve.py): buckets against numpy ground
-truth from raw samples, label escaping, series capping, counters that never
-go down, format negotiation, the HTTP server on loopback, the textfile, and
-command-line errors. `promtool check metrics` (Debian package prometheus)
+truth from raw samples (block and syscall layers), label escaping, series
+capping, counters that never go down, format negotiation, the HTTP server on
+loopback, the textfile, and command-line errors. `promtool check metrics` (Debian package prometheus)
 lints a synthetic exposition; it skips without promtool, and fails under
 CI=true."""
 
@@ -24,7 +24,7 @@ import pytest
 from ioltrace import cli, hist, layout, loader, maps, serve
 from ioltrace.errors import BadInput
 from ioltrace.export import prometheus as P
-from ioltrace.records import Key, Snapshot, Totals
+from ioltrace.records import Key, Snapshot, SysKey, SysTotals, Totals
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SDA, NVME = 8 << 20, 259 << 20
@@ -548,6 +548,8 @@ def no_tracing(monkeypatch):
     (["serve", "--interval", "0"], "between"),
     (["serve", "--listen", "127.0.0.1:{busy}"], "address already in use"),
     (["serve", "--disk", "nosuchdisk"], "nosuchdisk"),
+    (["serve", "--layer", "disk"], "invalid choice"),
+    (["serve", "--layer", "syscall", "--syscalls", "pwrite,fsync"], "unknown syscall 'pwrite'"),
 ])
 def test_serve_command_line_errors(argv, expect, tmp_path, busy_port, no_tracing, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{busy}", str(busy_port)) for a in argv]
@@ -603,3 +605,138 @@ def test_an_exporter_that_scraped_before_says_what_a_fresh_one_says():
         snap = make_snapshot([(k, "c", *samples[k], {}) for k in keys])
         for fmt in (P.TEXT, P.OPENMETRICS):
             assert ex.render(snap, fmt) == P.Exporter(res, per_process=True).render(snap, fmt)
+
+
+# -- the syscall layer -----------------------------------------------------------------
+
+PW, FSYNC = layout.SYSCALLS.index("pwrite64"), layout.SYSCALLS.index("fsync")
+BOTH = ("block", "syscall")
+
+
+def make_sys_snapshot(entries, block=()):
+    """entries: [(SysKey, comm, latency_samples, bytes, {errno: n})], one call
+    per sample; block: make_snapshot entries of the block layer."""
+    snap = make_snapshot(list(block))
+    totals, hists, errors = {}, {}, {}
+    for key, comm, lat, nbytes, errs in entries:
+        lat = np.asarray(lat, dtype=np.int64)
+        totals[key] = SysTotals(len(lat), nbytes, sum(errs.values()), int(lat.sum()), comm)
+        if len(lat):
+            hists[key] = hist.from_samples(lat)
+        for e, n in errs.items():
+            errors[(key, e)] = n
+    counters = dict(snap.counters, **dict.fromkeys(layout.SC_COUNTERS, 0))
+    return snap._replace(counters=counters, sys_totals=totals, sys_hists=hists, sys_errors=errors)
+
+
+def test_syscall_histograms_calls_bytes_errors_per_cgroup_and_process():
+    rng = np.random.default_rng(3)
+    res = FakeResolver({5: "/db", 6: '/we"b'})
+    a, b = raw_samples(rng, 300), raw_samples(rng, 300)
+    f = raw_samples(rng, 50)
+    odd_comm = maps.comm_text(b'p"w\n\xff')
+    snap = make_sys_snapshot([
+        (SysKey(5, 100, 0, PW), "pg", a, 8192 * len(a), {}),
+        (SysKey(5, 101, 0, PW), odd_comm, b, 4096 * (len(b) - 3), {errno.EINVAL: 3}),
+        (SysKey(6, 200, 0, FSYNC), "web", f, 0, {errno.EIO: 2}),
+    ])
+    parsed = parse(P.Exporter(res, per_process=True, layers=BOTH).render(snap))
+    both = np.concatenate([a, b])
+    for name, labels, samples in (
+            ("ioltrace_cgroup_syscall", {"cgroup": "/db", "syscall": "pwrite64"}, both),
+            ("ioltrace_cgroup_syscall", {"cgroup": '/we"b', "syscall": "fsync"}, f),
+            ("ioltrace_process_syscall", {"pid": "101", "comm": 'p"w\n\\xff', "syscall": "pwrite64"}, b)):
+        want = [int((samples < e).sum()) for e in P.EDGES_NS] + [len(samples)]
+        buckets = series(parsed, name + "_latency_seconds_bucket", **labels)
+        assert [buckets[le] for le in P.LE_VALUES] == want
+        # One histogram per label set: no stage label.
+        assert value(parsed, name + "_latency_seconds_count", **labels) == len(samples)
+        assert value(parsed, name + "_latency_seconds_sum", **labels) == \
+            pytest.approx(int(samples.sum()) / 1e9, rel=1e-12)
+        assert value(parsed, name + "_calls_total", **labels) == len(samples)
+    assert value(parsed, "ioltrace_cgroup_syscall_bytes_total", cgroup="/db", syscall="pwrite64") == \
+        8192 * len(a) + 4096 * (len(b) - 3)
+    assert value(parsed, "ioltrace_cgroup_syscall_errors_total", cgroup="/db", syscall="pwrite64",
+                 errno="EINVAL") == 3
+    assert value(parsed, "ioltrace_process_syscall_errors_total", pid="200", comm="web", syscall="fsync",
+                 errno="EIO") == 2
+    assert not any("stage" in dict(k[1]) for k in parsed if "_syscall_" in k[0])
+    for name in layout.SC_COUNTERS:
+        assert value(parsed, "ioltrace_kernel_events_total", event=name) == 0
+    for level in ("disk", "cgroup", "process", "cgroup_syscall", "process_syscall"):
+        assert value(parsed, "ioltrace_folded_label_sets", level=level) == 0
+
+
+def test_syscall_families_only_with_the_syscall_layer():
+    snap = make_sys_snapshot([(SysKey(5, 100, 0, PW), "pg", [9, 10], 2, {})],
+                             block=[(Key(5, 100, 0, SDA, W), "pg", [1], [9], {})])
+    block_only = parse(P.Exporter(FakeResolver()).render(snap))
+    assert not any("_syscall_" in k[0] for k in block_only)
+    sys_only = parse(P.Exporter(FakeResolver(), per_process=True, layers=("syscall",)).render(snap))
+    assert not any(k[0].startswith(("ioltrace_block_", "ioltrace_cgroup_block_", "ioltrace_process_block_"))
+                   for k in sys_only)
+    assert value(sys_only, "ioltrace_cgroup_syscall_calls_total", cgroup="cgroup:5", syscall="pwrite64") == 2
+    assert {dict(k[1])["level"] for k in sys_only if k[0] == "ioltrace_folded_label_sets"} == \
+        {"cgroup_syscall", "process_syscall"}
+
+
+def test_syscall_max_series_folds_into_other():
+    res = FakeResolver({cg: f"/cg{cg}" for cg in range(1, 6)})
+    entries = [(SysKey(cg, 100 + cg, 0, PW), "w", [1000] * (10 * cg), 512 * 10 * cg, {}) for cg in range(1, 6)]
+    parsed = parse(P.Exporter(res, max_series=2, layers=BOTH).render(make_sys_snapshot(entries)))
+    kept = {dict(k[1])["cgroup"]: v for k, v in parsed.items() if k[0] == "ioltrace_cgroup_syscall_calls_total"}
+    assert kept == {"/cg5": 50, "/cg4": 40, "other": 30 + 20 + 10}
+    assert value(parsed, "ioltrace_cgroup_syscall_latency_seconds_count", cgroup="other", syscall="other") == 60
+    assert value(parsed, "ioltrace_folded_label_sets", level="cgroup_syscall") == 3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_syscall_churn_never_decreases_any_counter(seed):
+    """Syscall keys (and block keys beside them) appear, grow, leave the maps
+    and restart lower, under a small cap."""
+    rng = np.random.default_rng(100 + seed)
+    res = FakeResolver({cg: f"/cg{cg}" for cg in range(5)})
+    ex = P.Exporter(res, per_process=True, max_series=3, layers=BOTH)
+    sys_state, blk_state = {}, {}
+    prev = None
+    for step in range(25):
+        for _ in range(rng.integers(1, 4)):
+            k = SysKey(int(rng.integers(0, 5)), int(rng.integers(1, 10)), 0, int(rng.choice([PW, FSYNC])))
+            sys_state[k] = sys_state.get(k, 0) + int(rng.integers(1, 20))
+            b = Key(k.cgid, k.tgid, 0, SDA, W)
+            blk_state[b] = blk_state.get(b, 0) + int(rng.integers(1, 5))
+        for state in (sys_state, blk_state):
+            for k in list(state):
+                if rng.random() < 0.1:
+                    del state[k]
+        entries = [(k, f"c{k.tgid}", np.full(n, 2000 * (1 + k.cgid)), 4096 * n,
+                    {errno.EIO: 1} if n > 10 else {}) for k, n in sys_state.items()]
+        block = [(k, f"c{k.tgid}", np.full(n, 10), np.full(n, 5000), {}) for k, n in blk_state.items()]
+        parsed = parse(ex.render(make_sys_snapshot(entries, block)))
+        if prev is not None:
+            assert_no_decrease(prev, parsed, ("ioltrace_block_", "ioltrace_cgroup_block_",
+                                              "ioltrace_cgroup_syscall_"))
+        prev = parsed
+
+
+@pytest.mark.parametrize("fmt", [P.TEXT, P.OPENMETRICS])
+def test_syscall_names_and_odd_cgroups_in_both_formats(fmt):
+    entries = [(SysKey(cg, 300 + cg, 0, PW), "x", [5], 1, {}) for cg in ODD_CGROUPS]
+    body = P.Exporter(FakeResolver(ODD_CGROUPS), layers=("syscall",)).render(make_sys_snapshot(entries), fmt)
+    parsed = parse(body)
+    for cg, shown in SHOWN.items():
+        assert value(parsed, "ioltrace_cgroup_syscall_calls_total", cgroup=shown, syscall="pwrite64") == 1
+    text = P.Exporter(FakeResolver(ODD_CGROUPS), layers=("syscall",)).render(make_sys_snapshot(entries), P.TEXT)
+    assert parse(text) == parsed
+
+
+def test_promtool_accepts_both_layers(tmp_path):
+    need(None if shutil.which("promtool") else "promtool is not installed (Debian package prometheus)")
+    snap = make_sys_snapshot([(SysKey(1, 201, 0, PW), 'q"\\n', [100, 5000], 10, {errno.EINVAL: 1}),
+                              (SysKey(2, 202, 0, FSYNC), "f", [10 ** 6], 0, {})],
+                             block=[(Key(1, 201, 0, SDA, W), "w", [1], [9], {})])
+    body = P.Exporter(FakeResolver(ODD_CGROUPS), per_process=True, max_series=1, layers=BOTH,
+                      info={"version": "0.1.0", "start_tracepoint": "none", "headers": "running",
+                            "layers": "block,syscall"}).render(snap)
+    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert p.returncode == 0, (p.stdout + p.stderr).decode()

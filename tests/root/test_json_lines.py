@@ -1,0 +1,117 @@
+"""--json on hist, top and run on a real kernel: every line is one JSON
+object, and the lines of dd's keys add up to what dd was told to write with
+direct I/O on a private loop device (and what dd itself reports)."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+from .conftest import REPO
+
+IOLTRACE = [sys.executable, "-m", "ioltrace"]
+BS, COUNT = 4096, 300
+
+
+def parse_lines(text):
+    """JSON lines -> list of dicts; every line must be complete and parse."""
+    assert text.endswith("\n"), text[-200:]
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def dd(loop, bs=BS, count=COUNT, extra=()):
+    return ["dd", "if=/dev/zero", f"of={loop.path}", f"bs={bs}", f"count={count}", "oflag=direct", *extra]
+
+
+def key_lines(lines, **match):
+    return [d for d in lines if d["kind"] != "kernel" and all(d.get(k) == v for k, v in match.items())]
+
+
+def check_intervals(lines):
+    """Each interval ends with one kernel line; intervals follow each other."""
+    kernel = [d for d in lines if d["kind"] == "kernel"]
+    assert kernel, "no kernel line"
+    assert lines[-1]["kind"] == "kernel"
+    for a, b in zip(kernel, kernel[1:]):
+        assert a["interval_end"] == b["interval_start"]
+    spans = {(d["interval_start"], d["interval_end"]) for d in kernel}
+    assert all((d["interval_start"], d["interval_end"]) in spans for d in lines)
+    return kernel
+
+
+def test_hist_json_file_sums_to_what_dd_wrote(loopdev, ioltrace, tmp_path):
+    path = tmp_path / "hist.jsonl"
+    t = ioltrace("hist", "0.3", "--by", "process", "--disk", loopdev.name, "--stage", "all", "--json", path)
+    time.sleep(0.3)     # the banner comes just before the first snapshot
+    p = subprocess.Popen(dd(loopdev), stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    written = int(re.search(r"^(\d+) bytes", err, re.M).group(1))     # dd's own report
+    assert written == BS * COUNT
+    time.sleep(0.5)     # a whole interval after dd: nothing of it is pending
+    assert t.stop() == 0, t.err
+    assert "histogram" not in t.err and "Traceback" not in t.err
+    assert "usecs" in t.out     # --json FILE leaves the text output as it was
+
+    lines = parse_lines(path.read_text(encoding="ascii"))
+    kernel = check_intervals(lines)
+    assert len(kernel) >= 2
+    mine = key_lines(lines, key=str(p.pid))
+    assert mine, lines
+    assert {(d["kind"], d["name"], d["disk"], d["op"], d["layer"]) for d in mine} == \
+        {("process", "dd", loopdev.name, "write", "block")}
+    assert sum(d["ios"] for d in mine) == COUNT
+    assert sum(d["bytes"] for d in mine) == written
+    # Each interval's histograms hold its samples; summed over intervals
+    # every I/O is there once per stage.
+    for stage in ("queue", "device", "total"):
+        assert sum(d["latency"][stage]["count"] for d in mine if stage in d["latency"]) == COUNT
+        assert sum(c for d in mine if stage in d["latency"] for _, _, c in d["latency"][stage]["buckets"]) == COUNT
+    for d in mine:
+        assert d["seconds"] > 0 and d["errors"] == 0 and d["errnos"] == {}
+        assert d["bytes_per_s"] == d["bytes"] / d["seconds"]
+
+
+def test_run_json_stdout_holds_only_json_with_dd_bytes(loopdev, tmp_path):
+    script = f"echo hello-from-command; {' '.join(dd(loopdev, extra=['status=none']))}"
+    proc = subprocess.run(IOLTRACE + ["run", "--json", "-", "--", "sh", "-c", script], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = parse_lines(proc.stdout)
+    check_intervals(lines)
+    assert len([d for d in lines if d["kind"] == "kernel"]) == 1      # run is one interval
+    # The command's stdout and the report went to stderr.
+    assert "hello-from-command" in proc.stderr and "hello-from-command" not in proc.stdout
+    assert "Block I/O of" in proc.stderr
+    block = key_lines(lines, name="dd", layer="block", disk=loopdev.name)
+    assert sum(d["bytes"] for d in block) == BS * COUNT
+    assert sum(d["ios"] for d in block if d["op"] == "write") == COUNT
+    # The syscall layer: with status=none dd calls write() exactly COUNT times.
+    writes = key_lines(lines, name="dd", layer="syscall", op="write")
+    assert sum(d["ios"] for d in writes) == COUNT
+    assert sum(d["bytes"] for d in writes) == BS * COUNT
+    assert all(set(d["latency"]) == {"latency"} for d in writes)
+    assert sum(d["latency"]["latency"]["count"] for d in writes) == COUNT
+
+
+def test_top_json_stdout_is_batch_and_only_json(loopdev):
+    proc = subprocess.Popen(IOLTRACE + ["top", "0.5", "-n", "4", "--by", "process", "--disk", loopdev.name,
+                                        "--json", "-"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Tracing block I/O" in proc.stderr.readline() + proc.stderr.readline()
+        time.sleep(0.3)     # the banner comes just before the first snapshot
+        p = subprocess.run(dd(loopdev), capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    lines = parse_lines(out)        # no tables, no summary: JSON only
+    assert len(check_intervals(lines)) == 4
+    mine = key_lines(lines, name="dd", disk=loopdev.name, op="write")
+    assert sum(d["bytes"] for d in mine) == BS * COUNT
+    assert sum(d["ios"] for d in mine) == COUNT
