@@ -5,7 +5,8 @@
 # usage: scripts/vm-test.sh [--check] [--rebuild] [--build-only] [-- PYTEST_ARGS...]
 #
 #   (default)     boot the guest and run `python3 -m pytest -v -ra tests/root`
-#                 there with CI=true; PYTEST_ARGS replace `tests/root`
+#                 there with CI=true, less the stress tests (see below);
+#                 PYTEST_ARGS replace that selection
 #   --check       boot and report kernel, start tracepoint and headers only
 #   --build-only  build (or reuse) the cached image and stop
 #   --rebuild     build the image again even when the cached one is current
@@ -47,7 +48,11 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ ${#pytest_args[@]} -gt 0 ] || pytest_args=(tests/root)
+# The stress tests stay on the host: continuous dd writers on a loop device
+# that goes through the page cache (Debian 12's tmpfs has no O_DIRECT) soft-
+# lock the 6.1 guest's CPUs under software emulation (watchdog: "soft lockup
+# - CPU#0 stuck for 22s! [dd]"), whether traced or not matters little there.
+[ ${#pytest_args[@]} -gt 0 ] || pytest_args=(tests/root -k "not signals and not kill_9 and not soak")
 
 cache=${IOLTRACE_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ioltrace/vm}
 suite=${IOLTRACE_VM_SUITE:-bookworm}

@@ -5,6 +5,7 @@ the kernel's flush threads issue."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -138,13 +139,15 @@ def test_top_both_layers_buffered_writer(loopdev, mounted_ext4, tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", BUFFERED_WRITER, str(mounted_ext4 / "f"), "30"])
     # Another process makes the dirty pages reach the disk; the kernel's
     # flush threads write them, not the writer and not the syncer.
-    syncer = subprocess.Popen(["sh", "-c", f"while :; do sync -f {mounted_ext4}/f; sleep 0.2; done"])
+    syncer = subprocess.Popen(["sh", "-c", f"while :; do sync -f {mounted_ext4}/f; sleep 0.2; done"],
+                              start_new_session=True)
     try:
         time.sleep(1)
         p = subprocess.run(IOLTRACE + ["top", "--layer", "both", "-b", "-n", "2", "--width", "120",
                                        "--syscalls", "write,fsync,fdatasync"], cwd=REPO, capture_output=True,
                            text=True, timeout=120)
     finally:
+        os.killpg(syncer.pid, signal.SIGKILL)
         for proc in (writer, syncer):
             proc.kill()
             proc.wait()

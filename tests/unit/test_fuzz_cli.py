@@ -11,8 +11,12 @@ really trace, create cgroups and loop devices or open a port. Every entry
 point with a side effect is replaced by a stub that raises WouldRun (a
 BaseException, so no `except Exception` on the way swallows it): reaching
 one means validation let the command line through, which is fine, and is
-counted. Recording files land in a private directory (the test chdirs into
-it, and generated text never holds '/', so no value can name a path outside).
+counted. Files land in a private directory: the test chdirs into it, free
+text never holds '/', and the only absolute paths drawn are under a
+directory that does not exist or in /proc, where no file can be created.
+Nor does free text hold NUL, which no real argv can (in-process,
+main(["hist", "--csv", "a\\0b"]) raises ValueError from os.open:
+unreachable from a shell).
 
 Also: filter values reach the kernel only as -D flags of validated integers
 (loader.cflags), whatever text the user gave.
@@ -98,19 +102,23 @@ class Captured:
 
 # ---------------------------------------------------------------- the grammar
 
-def parser_options():
-    """{subcommand: [(option strings, action)]} from the real parser."""
+def parser_actions():
+    """{subcommand: (optional actions, positional actions)} from the real parser,
+    without -h/--help (drawn separately, rarely: it ends parsing at once)."""
     top = cli.build_parser()
     sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     out = {}
     for name, p in sub.choices.items():
-        out[name] = [a for a in p._actions if a.option_strings]
+        acts = [a for a in p._actions if not isinstance(a, argparse._HelpAction)]
+        out[name] = ([a for a in acts if a.option_strings], [a for a in acts if not a.option_strings])
     return out
 
 
-OPTIONS = parser_options()
-COMMANDS = sorted(OPTIONS)
+ACTIONS = parser_actions()
+COMMANDS = sorted(ACTIONS)
 assert {"hist", "top", "run", "loop", "demo", "doctor", "report", "compare", "plot", "serve"} <= set(COMMANDS)
+DISK = next((d for d in sorted(os.listdir("/sys/block")) if not d.startswith(("ram", "zram"))), "sda") \
+    if os.path.isdir("/sys/block") else "sda"
 
 # Text from the user: any unicode but '/' (so no value names a path outside
 # the sandbox) and NUL (which no real argv can hold).
@@ -125,7 +133,7 @@ odd = st.sampled_from(["", " ", "-", "--", "---", "-x", "\n", "a\nb", "\r", "\t"
 relative_paths = st.sampled_from(["out.csv", "out.png", "out.svg", "out.pdf", "out.txt", "adir", "adir/x.csv",
                                   "adir/x.png", "rec.csv", "rec2.csv", "garbage.csv", "empty.csv", "missing.csv",
                                   "x.prom", "adir/x.prom", "nodir/x.csv", "no\nsuch.csv", "rec.csv,rec2.csv",
-                                  "rec.csv,", ",rec.csv", "missing.csv,rec.csv"])
+                                  "rec.csv,", ",rec.csv", "missing.csv,rec.csv", "out.json"])
 absolute_paths = st.sampled_from([f"{NO_DIR}/x.csv", f"{NO_DIR}/x.png", NO_DIR, "/proc/self/nope.csv"])
 paths = st.one_of(relative_paths, absolute_paths)
 specific = st.sampled_from([
@@ -134,7 +142,7 @@ specific = st.sampled_from([
     "queue", "device", "total", "all", "latency", "block", "syscall", "both", "table", "csv", "json", "bytes",
     "READ", "Disk", "iops",
     # filters
-    "loop0", "sda", "sda1", "nvme0n1", "nosuchdisk", "1", str(os.getpid()), "4194304", "4194305", "fio",
+    DISK, "sda", "sda1", "nvme0n1", "nosuchdisk", "1", str(os.getpid()), "4194304", "4194305", "fio",
     "a" * 15, "a" * 16,
     # serve
     "127.0.0.1:0", "none", "NONE", "[::1]:9435", "::1:9435", "0.0.0.0:99999", "localhost:1", ":9435",
@@ -146,48 +154,72 @@ specific = st.sampled_from([
     "0x0", "x", "399x160", "800X600", "1e3x600",
 ])
 values = st.one_of(free_text, numbers, odd, paths, specific)
+
+# Values a user would likely give, per destination, so that many command
+# lines get past parsing into each command's own checks (and the stubs).
+GOOD = {
+    "interval": ["1", "0.5", "2"], "count": ["1", "3"], "iterations": ["1", "2"], "width": ["80", "120"],
+    "duration": ["5"], "max_series": ["10"], "pid": [str(os.getpid()), "1"], "cgroup": ["/", "/nope"],
+    "disk": [DISK, "nosuchdisk"], "comm": ["fio", "python3"], "csv": ["out.csv", "adir/x.csv"],
+    "json": ["out.json"], "textfile": ["x.prom"], "listen": ["127.0.0.1:0", "none", "[::1]:0"],
+    "syscalls": ["read,write", "default"], "from_tp": ["sys_enter_read"], "to_tp": ["sys_exit_read"],
+    "chain": ["sys_enter_read,sys_exit_read"], "size": ["800x600", "400x160"], "output": ["out.png", "out.svg"],
+    "plot": ["out.png"], "runs": ["rec.csv,rec2.csv", "rec2.csv"], "key": ["100", "fio"],
+    "files": ["rec.csv", "rec2.csv"], "command_argv": ["true"],
+}
 bogus_options = st.sampled_from(["--nope", "-Z", "--by=", "--=", "--cs", "--c", "--op=read", "--stage=all",
-                                 "--csv=out.csv", "--interval=1", "--layer=both", "-vv", "-Tm", "-bo", "--help",
-                                 "-h", "--version", "--verbose=1", "--no-such-option=x", "-n0", "-n1"])
+                                 "--csv=out.csv", "--interval=1", "--layer=both", "-vv", "-Tm", "-bo",
+                                 "--verbose=1", "--no-such-option=x", "-n0", "-n1", "-"])
+
+
+def value_for(draw, action):
+    roll = draw(st.integers(0, 5))
+    if action.choices and roll <= 2:
+        return draw(st.sampled_from(sorted(map(str, action.choices))))
+    if action.dest in GOOD and roll <= 3:
+        return draw(st.sampled_from(GOOD[action.dest]))
+    return draw(values)
 
 
 @st.composite
 def argv_lists(draw):
     argv = []
-    if draw(st.integers(0, 9)) == 0:
-        argv.append(draw(st.sampled_from(["--version", "-v", "--nope", "-h"])))
-    roll = draw(st.integers(0, 19))
+    if draw(st.integers(0, 49)) == 0:
+        argv.append(draw(st.sampled_from(["--version", "--nope", "-h"])))
+    roll = draw(st.integers(0, 24))
     if roll == 0:
         return argv + draw(st.lists(values, max_size=4))
     cmd = draw(st.sampled_from(COMMANDS)) if roll > 1 else draw(
         st.sampled_from(["nope", "", "HIST", "hist ", "his", "hist\n", "-", "--"]))
     argv.append(cmd)
-    opts = OPTIONS.get(cmd, [])
-    for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.integers(0, 9))
-        if kind <= 5 and opts:
+    opts, positionals = ACTIONS.get(cmd, ([], []))
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.integers(0, 19))
+        if kind <= 13 and opts:
             action = draw(st.sampled_from(opts))
             flag = draw(st.sampled_from(action.option_strings))
             if action.nargs == 0:
                 argv.append(flag)
                 continue
-            if action.choices and draw(st.booleans()):
-                value = draw(st.sampled_from(sorted(map(str, action.choices))))
-            else:
-                value = draw(values)
+            value = value_for(draw, action)
             if flag.startswith("--") and draw(st.integers(0, 4)) == 0:
                 argv.append(f"{flag}={value}")
             else:
                 argv += [flag, value]
-        elif kind == 6:
+        elif kind <= 15:
             argv.append(draw(bogus_options))
+        elif kind == 16:
+            argv.append(draw(st.sampled_from(["-h", "--help", "--version"])))
         else:
             argv.append(draw(values))
-    if cmd == "run" and draw(st.booleans()):
-        argv += ["--"] + draw(st.lists(st.one_of(st.sampled_from(["true", "false", "--", "-x", "/nonexistent-cmd"]),
-                                                 free_text), max_size=3))
-    if cmd in ("report", "compare", "plot") and draw(st.booleans()):
-        argv += draw(st.lists(st.one_of(paths, relative_paths), min_size=1, max_size=3))
+    for action in positionals:
+        if action.nargs == argparse.REMAINDER:
+            if draw(st.integers(0, 3)):
+                argv += draw(st.sampled_from([["--"], [], ["--", "--"]])) + draw(st.lists(st.one_of(
+                    st.sampled_from(["true", "false", "--", "-x", "/nonexistent-cmd"]), free_text), max_size=3))
+        elif draw(st.integers(0, 3)):
+            n = {"?": 1, "*": 2, "+": draw(st.integers(1, 3))}.get(action.nargs, 1)
+            argv += [value_for(draw, action) for _ in range(n)]
     return argv
 
 
