@@ -179,7 +179,8 @@ def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
             pids = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+) fio\b", s, re.M)]
             return [p for p in pids if p in (reader.pid, writer.pid)]
 
-        s = wait_for(lambda s: "Total DISK READ" in s and len(order(s)) == 2)
+        # The first screen waits for bcc's compile: ~10 s in a guest under software emulation.
+        s = wait_for(lambda s: "Total DISK READ" in s and len(order(s)) == 2, timeout=90)
         assert "ioltrace top" in s
         subprocess.run(tmux + ["send-keys", "-t", session, "r"], check=True)
         s = wait_for(lambda s: "sort read" in s and order(s) == [reader.pid, writer.pid])
