@@ -153,7 +153,7 @@ def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
     session = f"ioltrace-test-{os.getpid()}"
     # Time-based fio jobs as threads: each keeps one pid for the whole test.
     job = ["fio", "--name=j", f"--filename={loopdev.path}", "--direct=1", "--ioengine=psync", "--time_based",
-           "--runtime=90", "--thread", "--output=/dev/null"]
+           "--runtime=180", "--thread", "--output=/dev/null"]
     reader = subprocess.Popen(job + ["--rw=randread", "--bs=4k"])
     writer = subprocess.Popen(job + ["--rw=randwrite", "--bs=64k"])
     cmd = " ".join(IOLTRACE + ["top", "--disk", loopdev.name, "-o"])
