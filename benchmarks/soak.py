@@ -1,0 +1,428 @@
+"""Long runs do not drift: `ioltrace top -b --csv` for N minutes under a steady fio mix.
+
+What it measures: whether anything ioltrace keeps grows with time while the
+set of things it traces stays the same: the user-space process's resident
+memory (VmRSS) and the number of entries in its kernel maps (stats, hist,
+errs: hash maps that only grow when a new key or histogram cell appears);
+and whether the recording is complete: the CSV parses with
+`ioltrace.export.csv.read`, and its intervals tile the run (each
+interval_start equals the previous interval_end: no gaps, no overlaps).
+
+How: a loop device with direct I/O over a filled file in /dev/shm; two
+cgroup v2 children under the v2 root (/sys/fs/cgroup/unified on hybrid
+hosts, else /sys/fs/cgroup), each running one rate-limited fio job (4k
+randrw, 70% reads, libaio QD4, --iops per job split 70/30 into fio's
+--rate_iops=READ,WRITE, direct=1) on that device for the whole run. Once
+fio runs, `python -m ioltrace top -b --disk LOOP --csv FILE` starts (the
+disk filter keeps other I/O on this shared machine out of the maps, so the
+set of keys is fixed: same keys, same entries). Every 10 s: VmRSS from
+/proc/PID/status and the entry counts of the process's maps (found through
+/proc/PID/fdinfo map_id, counted with `bpftool -j map dump id N`). After N
+minutes ioltrace gets SIGINT; its CSV is checked. Slopes are a
+least-squares line over the second half of the samples (after warm-up), per
+minute.
+
+Run: sudo /usr/bin/python3 benchmarks/soak.py [--minutes 30] [--iops 2000] [--interval 1]
+
+Everything it makes (fio processes, cgroups, loop device, backing file, CSV
+and output files) is removed on the way out, also on Ctrl-C and SIGTERM.
+"""
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import _bench as B
+
+sys.path.insert(0, str(B.REPO))
+from ioltrace import layout  # noqa: E402  (pure: constants only)
+
+SAMPLE_S = 10               # seconds between samples; range 1..60
+RSS_FLAT_KIB = 2048         # second-half RSS growth called flat; 30x the measured noise (tests/root/test_soak.py)
+HASH_MAPS = ("stats", "hist", "errs")  # the maps that grow with new keys (names as bcc gives them)
+FIO_TAGS = ("a", "b")
+
+
+# ---------------------------------------------------------------- cgroups
+
+def cgroup2_root():
+    """The cgroup v2 mount point (the unified hierarchy of a hybrid host)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split(" - ")
+            if len(parts) == 2 and parts[1].split()[0] == "cgroup2":
+                return parts[0].split()[4]
+    raise B.BenchError("no cgroup v2 mount (looked in /proc/self/mountinfo)")
+
+
+def remove_cgroup(path, timeout=10):
+    """Move any process left in it to the parent, then rmdir (retrying while
+    the kernel finishes releasing exited tasks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pids = Path(path, "cgroup.procs").read_text().split()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    Path(os.path.dirname(path), "cgroup.procs").write_text(pid)
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"WARNING: could not remove cgroup {path}", file=sys.stderr)
+                return False
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def cgroups(tags):
+    root = cgroup2_root()
+    made = []
+    try:
+        for tag in tags:
+            path = os.path.join(root, f"ioltrace-soak-{os.getpid()}-{tag}")
+            os.mkdir(path)
+            made.append(path)
+        yield root, made
+    finally:
+        for path in reversed(made):
+            remove_cgroup(path)
+
+
+# ---------------------------------------------------------------- fio
+
+def fio_argv(dev, name, iops, seconds, output):
+    return ["fio", f"--name={name}", f"--filename={dev}", "--direct=1", "--rw=randrw", "--rwmixread=70",
+            "--bs=4k", "--ioengine=libaio", "--iodepth=4", "--numjobs=1",
+            # fio limits reads and writes separately: split the job's IOPS 70/30 like the mix.
+            f"--rate_iops={iops * 7 // 10},{iops - iops * 7 // 10}",
+            "--time_based", f"--runtime={seconds}", "--norandommap", "--randrepeat=0",
+            "--output-format=json", f"--output={output}"]
+
+
+def start_fio(argv, cgroup):
+    def join():
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    return subprocess.Popen(argv, preexec_fn=join, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def stop_procs(procs, timeout=15):
+    """SIGTERM (fio then writes its summary), SIGKILL if it does not exit."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.stderr is not None:
+            p.stderr.close()
+
+
+def fio_summary(path):
+    """(read IOPS, write IOPS) from fio's JSON output, or None."""
+    try:
+        text = Path(path).read_text()
+        job = json.loads(text[text.index("{"):])["jobs"][0]
+        return float(job["read"]["iops"]), float(job["write"]["iops"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------- sampling
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise B.BenchError(f"no VmRSS for pid {pid}")
+
+
+def map_ids_of(pid):
+    """BPF map ids held open by a process, from /proc/PID/fdinfo."""
+    ids = set()
+    for fdinfo in glob.glob(f"/proc/{pid}/fdinfo/*"):
+        try:
+            m = re.search(r"^map_id:\s*(\d+)", Path(fdinfo).read_text(), re.M)
+        except OSError:
+            continue
+        if m:
+            ids.add(int(m.group(1)))
+    return ids
+
+
+def maps_by_name(pid, names=HASH_MAPS):
+    """{name: {"id", "type", "max_entries", "bytes_memlock"}} of the process's maps."""
+    ids = map_ids_of(pid)
+    out = {}
+    for m in json.loads(B.sh("bpftool", "-j", "map", "show") or "[]"):
+        if m["id"] in ids and m.get("name") in names:
+            if m["name"] in out:
+                raise B.BenchError(f"two maps named {m['name']} in pid {pid}: {out[m['name']]['id']}, {m['id']}")
+            out[m["name"]] = {k: m.get(k) for k in ("id", "type", "max_entries", "bytes_memlock")}
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise B.BenchError(f"maps {missing} not found among pid {pid}'s maps {sorted(ids)}")
+    return out
+
+
+def map_entries(map_id):
+    return len(json.loads(B.sh("bpftool", "-j", "map", "dump", "id", str(map_id)) or "[]"))
+
+
+def slope_per_min(ts, ys):
+    """Least-squares slope over the second half of the samples, per minute."""
+    ts, ys = np.asarray(ts, float), np.asarray(ys, float)
+    half = ts >= ts[-1] / 2
+    if half.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(ts[half] / 60, ys[half], 1)[0])
+
+
+# ---------------------------------------------------------------- CSV checks
+
+def check_csv(path):
+    """Parse the recording with ioltrace's own reader; the intervals in order
+    of appearance must tile the run. Returns a dict of findings."""
+    from datetime import datetime
+
+    from ioltrace.errors import IoltraceError
+    from ioltrace.export import csv as rec
+
+    res = {"parse_error": None, "rows": 0, "intervals": 0, "gaps": [], "overlaps": [], "order": [],
+           "ios": 0, "bytes": 0, "lengths": [], "cells": 0}
+    try:
+        rows = rec.read(path)
+    except IoltraceError as e:
+        res["parse_error"] = str(e)
+        return res
+    res["rows"] = len(rows)
+    intervals = list(dict.fromkeys((r.interval_start, r.interval_end) for r in rows))
+    # Rows of one interval are contiguous: each pair appears in one run only.
+    runs = [(r.interval_start, r.interval_end) for i, r in enumerate(rows)
+            if i == 0 or (rows[i - 1].interval_start, rows[i - 1].interval_end) != (r.interval_start, r.interval_end)]
+    if len(runs) != len(intervals):
+        res["order"].append(f"{len(runs)} runs of rows for {len(intervals)} intervals: an interval's rows are split")
+    res["intervals"] = len(intervals)
+
+    def ts(text):
+        return datetime.fromisoformat(text).timestamp()
+    for (a0, b0), (a1, b1) in zip(intervals, intervals[1:]):
+        if a1 != b0:
+            (res["gaps"] if ts(a1) > ts(b0) else res["overlaps"]).append(f"{b0} -> {a1}")
+    res["lengths"] = [ts(b) - ts(a) for a, b in intervals]
+    bad = [f"{a} .. {b}" for a, b in intervals if ts(b) <= ts(a)]
+    res["order"] += [f"interval not increasing: {x}" for x in bad]
+    cells = set()
+    for r in rows:
+        if r.layer == "block" and r.key_kind != "kernel":
+            if r.stage in ("ios", "bytes"):
+                res[r.stage] += r.count
+            elif r.bucket_low_ns:
+                cells.add((r.key, r.disk, r.op, r.stage, r.bucket_low_ns))
+    # What the hist map should hold: one entry per (key, stage, bucket) ever hit.
+    res["cells"] = len(cells)
+    res["first"], res["last"] = (intervals[0][0], intervals[-1][1]) if intervals else (None, None)
+    return res
+
+
+# ---------------------------------------------------------------- the run
+
+def soak(minutes, iops, interval=1.0, sample_s=SAMPLE_S, log=print, workdir=None):
+    """Run the soak; returns a dict of samples and findings. Cleans up everything."""
+    seconds = int(round(minutes * 60))
+    own_dir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="ioltrace-soak-")
+    csv_path = os.path.join(workdir, "soak.csv")
+    procs, tracer = [], None
+    res = {"minutes": minutes, "iops_per_job": iops, "interval": interval, "samples": [],
+           "csv_path": csv_path}
+    try:
+        with B.loop_device(256) as (dev, dio), cgroups(FIO_TAGS) as (root, cgs):
+            try:
+                res.update(dev=dev, dio=dio, cgroup_root=root, cgroups=cgs)
+                for tag, cg in zip(FIO_TAGS, cgs):
+                    out = os.path.join(workdir, f"fio-{tag}.json")
+                    procs.append(start_fio(fio_argv(dev, f"soak-{tag}", iops, seconds + 120, out), cg))
+                time.sleep(2)
+                for p in procs:
+                    if p.poll() is not None:
+                        err = p.stderr.read().decode(errors="replace")[-300:]
+                        raise B.BenchError(f"fio exited early ({p.returncode}): {err}")
+                tracer = B.Ioltrace(label="ioltrace top")
+                tracer.argv = B.IOLTRACE + ["top", "-b", "--disk", os.path.basename(dev), "--csv", csv_path,
+                                            f"{interval:g}"]
+                tracer.label = "ioltrace " + " ".join(tracer.argv[3:])
+                startup = tracer.start()
+                pid = tracer.proc.pid
+                log(f"{tracer.label}: pid {pid}, attached in {startup:.1f}s; fio on {dev} in {', '.join(cgs)}")
+                maps = maps_by_name(pid)
+                res["maps"] = maps
+                t0 = time.monotonic()
+                n = 0
+                while True:
+                    if tracer.proc.poll() is not None:
+                        raise B.BenchError(f"ioltrace exited ({tracer.proc.returncode}) during the soak")
+                    for p in procs:
+                        if p.poll() is not None:
+                            raise B.BenchError(f"a fio job exited ({p.returncode}) during the soak")
+                    t = time.monotonic() - t0
+                    s = {"t": t, "rss_kib": rss_kib(pid)}
+                    for name, m in maps.items():
+                        s[name] = map_entries(m["id"])
+                    res["samples"].append(s)
+                    if n % 6 == 0:
+                        log(f"  {t / 60:5.1f} min  RSS {s['rss_kib'] / 1024:.1f} MiB  "
+                            + "  ".join(f"{name} {s[name]}" for name in maps))
+                    n += 1
+                    if t >= seconds:
+                        break
+                    time.sleep(max(0.0, t0 + n * sample_s - time.monotonic()))
+                rc = tracer.stop()
+                res["rc"] = rc
+                res["stderr"] = tracer.stderr.decode(errors="replace")
+                tracer = None
+            finally:
+                # fio and the tracer go before their cgroups and device do.
+                if tracer is not None:
+                    tracer.stop()
+                    tracer = None
+                stop_procs(procs)
+                procs = []
+        # fio writes its JSON when it exits (SIGTERM above).
+        res["fio"] = [fio_summary(os.path.join(workdir, f"fio-{tag}.json")) for tag in FIO_TAGS]
+        res["csv"] = check_csv(csv_path)
+        return res
+    finally:
+        if tracer is not None:
+            tracer.stop()
+        stop_procs(procs)
+        if own_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summarize(res):
+    """Figures of a finished soak: slopes (per minute, second half) and totals."""
+    ss = res["samples"]
+    ts = [s["t"] for s in ss]
+    half = [s for s in ss if s["t"] >= ts[-1] / 2]
+    out = {"rss_slope_kib_min": slope_per_min(ts, [s["rss_kib"] for s in ss]),
+           "rss_first_kib": ss[0]["rss_kib"], "rss_half_kib": half[0]["rss_kib"], "rss_last_kib": ss[-1]["rss_kib"],
+           "rss_max_kib": max(s["rss_kib"] for s in ss),
+           "rss_half_growth_kib": half[-1]["rss_kib"] - half[0]["rss_kib"],
+           "rss_half_range_kib": max(s["rss_kib"] for s in half) - min(s["rss_kib"] for s in half)}
+    for name in HASH_MAPS:
+        ys = [s[name] for s in ss]
+        out[f"{name}_slope_min"] = slope_per_min(ts, ys)
+        out[f"{name}_first"], out[f"{name}_half"], out[f"{name}_last"] = ys[0], half[0][name], ys[-1]
+        out[f"{name}_half_constant"] = len({s[name] for s in half}) == 1
+    # hist entries are (key, stage, fine bucket) cells made on a bucket's
+    # first hit: they converge rather than stay flat; show it by quarter.
+    quarters = [next(s for s in ss if s["t"] >= ts[-1] * q / 4) for q in range(5)]
+    out["hist_quarters"] = [(q["t"] / 60, q["hist"]) for q in quarters]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30, help="length of the soak (default 30)")
+    ap.add_argument("--iops", type=int, default=2000,
+                    help="IOPS per fio job, split 70/30 into reads and writes (two jobs; default 2000)")
+    ap.add_argument("--interval", type=float, default=1.0, help="ioltrace top interval, s (default 1)")
+    ap.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    args = ap.parse_args(argv)
+    B.sigterm_as_interrupt()
+    # Started in the background by a shell, SIGINT arrives ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    B.need_root_tools("fio", "losetup", "bpftool")
+    env = B.environment()
+    load = [B.loadavg()]
+    try:
+        res = soak(args.minutes, args.iops, args.interval, log=lambda msg: print(msg, flush=True))
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
+    except B.BenchError as e:
+        print(f"soak: {e}", file=sys.stderr)
+        return 1
+    finally:
+        B.final_checks()
+    load.append(B.loadavg())
+    f = summarize(res)
+    c = res["csv"]
+    lengths = c["lengths"] or [float("nan")]
+    expect = res["samples"][-1]["t"] / res["interval"]     # the run ends at the first sample past N minutes
+    ok_csv = c["parse_error"] is None and not (c["gaps"] or c["overlaps"] or c["order"])
+    fio = res["fio"]
+    fio_text = ", ".join(f"{r:,.0f} read + {w:,.0f} write IOPS" if x else "?" for x in fio
+                         for r, w in [x or (0, 0)])
+    rows = []
+    for label, key, unit in (("VmRSS", "rss", "KiB"), ("stats entries", "stats", ""), ("hist entries", "hist", ""),
+                             ("errs entries", "errs", "")):
+        if key == "rss":
+            rows.append([f"{label} ({unit})", f"{f['rss_first_kib']:,}", f"{f['rss_half_kib']:,}",
+                         f"{f['rss_last_kib']:,}", f"{f['rss_slope_kib_min']:+.2f} KiB/min"])
+        else:
+            rows.append([label, f"{f[key + '_first']:,}", f"{f[key + '_half']:,}", f"{f[key + '_last']:,}",
+                         f"{f[key + '_slope_min']:+.3f} /min"])
+    sizes = ", ".join(f"{n} max {m['max_entries']:,}" for n, m in res["maps"].items())
+    text = (f"`ioltrace top -b --disk LOOP --csv FILE {res['interval']:g}` for {res['minutes']:g} min "
+            f"({len(res['samples'])} samples, every {SAMPLE_S} s) on a loop device over /dev/shm (direct I/O "
+            f"{'on' if res['dio'] else 'OFF'}), two cgroup v2 children of {res['cgroup_root']} each running fio "
+            f"4k randrw 70% reads, libaio QD4, {res['iops_per_job']:,} IOPS per job (fio --rate_iops split "
+            f"70/30; got: {fio_text}). "
+            f"Slopes: least squares over the second half of the samples (after warm-up).\n\n"
+            + B.table(["measure", "first sample", "at half time", "last sample", "slope, second half"], rows)
+            + f"\n\n- maps ({sizes}); entries counted with `bpftool -j map dump`\n"
+            f"- VmRSS over the second half: range {f['rss_half_range_kib']:,} KiB, last - first "
+            f"{f['rss_half_growth_kib']:+,} KiB; max {f['rss_max_kib']:,} KiB\n"
+            f"- CSV: {c['rows']:,} rows, {c['intervals']:,} intervals (expected about {expect:,.0f}), "
+            f"{'parsed by export.csv.read' if c['parse_error'] is None else 'PARSE ERROR: ' + c['parse_error']}; "
+            f"gaps {len(c['gaps'])}, overlaps {len(c['overlaps'])}"
+            f"{', ' + '; '.join(c['order'][:3]) if c['order'] else ''}; interval lengths "
+            f"{min(lengths):.3f}-{max(lengths):.3f} s; {c['ios']:,} I/Os, {c['bytes'] / 2**30:.2f} GiB recorded\n"
+            f"- ioltrace exit code {res['rc']} (SIGINT); load average {load[0]} at start, {load[1]} at end "
+            f"({os.cpu_count()} CPUs, shared machine)\n"
+            f"- stats entries {'constant' if f['stats_half_constant'] else 'NOT constant'} over the second half "
+            f"({f['stats_last']}), errs entries {'constant' if f['errs_half_constant'] else 'NOT constant'} "
+            f"({f['errs_last']}): same keys, same entries\n"
+            f"- hist entries are (key, stage, bucket) cells, made when a latency first falls in a bucket, so rare "
+            f"tail buckets keep adding a few while converging; at most stats keys x 2 stages x {layout.NBUCKETS} "
+            f"buckets = {f['stats_last'] * 2 * layout.NBUCKETS:,}. By quarter of the run: "
+            + ", ".join(f"{m:.1f} min {n:,}" for m, n in f["hist_quarters"])
+            + " (added per quarter: " + ", ".join(f"{b - a:+,}" for (_, a), (_, b) in
+                                                zip(f["hist_quarters"], f["hist_quarters"][1:])) + "); "
+            f"at the end {f['hist_last']:,} entries for {c['cells']:,} distinct (key, stage, bucket) cells "
+            f"in the CSV: nothing but cells that I/O hit\n"
+            f"- verdict: {'CSV complete, intervals contiguous' if ok_csv else 'CSV PROBLEMS (see above)'}; "
+            f"RSS {'flat' if abs(f['rss_half_growth_kib']) < RSS_FLAT_KIB else 'GROWING'} after warm-up "
+            f"({f['rss_half_growth_kib']:+,} KiB over the second half)\n")
+    print()
+    print(text)
+    if not args.no_record:
+        B.update_results("soak", f"soak: {res['minutes']:g} minutes of `ioltrace top -b --csv` under fio", text, env)
+        print(f"updated {B.RESULTS}")
+    return 0 if ok_csv and res["rc"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
