@@ -370,7 +370,7 @@ def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        raise BadInput("ioltrace", "no command given", "try 'ioltrace --help'")
+        raise BadInput("usage", "no command given", "try 'ioltrace --help'")
     if args.command == "doctor":
         from . import doctor
 
@@ -395,7 +395,7 @@ def _main(argv):
         from . import commands
 
         return getattr(commands, args.command)(args)
-    raise BadInput("ioltrace", f"unknown command {args.command}")
+    raise BadInput("usage", f"unknown command {args.command}")
 
 
 if __name__ == "__main__":

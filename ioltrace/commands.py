@@ -320,7 +320,7 @@ def run(args):
     from .views import hist as hview
 
     if not args.command_argv:
-        raise BadInput("ioltrace run", "no command given", "usage: ioltrace run [options] -- COMMAND [ARGS...]")
+        raise BadInput("run", "no command given", "usage: ioltrace run [options] -- COMMAND [ARGS...]")
     resolver = Resolver()
     args.by = "process"
     layers(args)
@@ -469,9 +469,9 @@ def loop(args):
 
     events = args.chain or [e for e in (args.from_tp, args.to_tp) if e]
     if args.chain and (args.from_tp or args.to_tp):
-        raise BadInput("ioltrace loop", "--chain excludes --from/--to")
+        raise BadInput("loop", "--chain excludes --from/--to")
     if len(events) < 2:
-        raise BadInput("ioltrace loop", "give --from and --to, or --chain A,B[,...]")
+        raise BadInput("loop", "give --from and --to, or --chain A,B[,...]")
     root = tracefs()
     if root is not None:
         _check_tracepoints(events, root)
