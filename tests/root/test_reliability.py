@@ -63,7 +63,8 @@ def test_device_errors_are_counted_by_errno_and_good_bytes_add_up(failing_loop, 
     for by, key in (("cgroup", cg.rel), ("disk", name)):
         p = subprocess.Popen(IOLTRACE + ["top", "-b", "-n", "2", "--by", by, "--disk", name, "--width", "140"],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2)  # attached; then fail more writes
+        while "Tracing block I/O" not in p.stderr.readline():  # attached; then fail more writes
+            assert p.poll() is None, p.stderr.read()
         subprocess.run(cg.wrap(["dd", "if=/dev/zero", f"of={failing_loop}", "bs=65536", "count=10",
                                 "seek=200", "oflag=direct"]), capture_output=True)
         out, _ = p.communicate(timeout=60)
