@@ -45,15 +45,20 @@ def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
         [key] = [k for k in doc[side]["keys"] if k["op"] == "read"]
         assert key["name"] == "fio" and key["disk"] == loopdev.name
         assert abs(key["ios"] - job["total_ios"]) <= 0.01 * job["total_ios"], (key["ios"], job["total_ios"])
+    # Through the page cache (loop without direct I/O: tmpfs before Linux
+    # 6.6) the loop worker copies in memory and the waiting at iodepth 16
+    # happens above the block layer: measured in the 6.1 guest, fio's clat
+    # mean rose while the block total fell (99 -> 64 us). Only with direct
+    # I/O must the block layer's latency rise.
+    with open(f"/sys/block/{loopdev.name}/loop/dio") as f:
+        direct = f.read().strip() == "1"
     for stage in ("device", "total"):
         tests = {t["stat"]: t for t in got[stage]["tests"]}
         assert tests["dist"]["significant"], tests
-        if stage == "device":
+        if stage == "device" or not direct:
             # Where the waiting at iodepth 16 shows depends on the kernel:
-            # on 6.18 in the device's tail (p50 +9%, p99 x2.6), on Debian
-            # 12's 6.1 (page-cache-backed loop, no O_DIRECT on tmpfs) before
-            # issue. The device distribution changes either way; the total
-            # must be higher.
+            # on 6.18 in the device's tail (p50 +9%, p99 x2.6), on 6.1
+            # before issue. The distribution changes either way.
             continue
         higher = [t for s, t in tests.items() if s != "dist" and t["significant"] and t["ratio"] > 1]
         assert higher, (stage, tests)
@@ -64,5 +69,8 @@ def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
     print(text)
     assert "fio  disk " + loopdev.name + "  read  total time" in text
     verdict = next(line for line in text.splitlines() if line.startswith("  => "))
-    assert verdict.startswith("  => B slower:") or (verdict.startswith("  => B differs:") and " slower" in verdict), text
+    if direct:
+        assert verdict.startswith("  => B slower:") or (verdict.startswith("  => B differs:") and " slower" in verdict), text
+    else:
+        assert not verdict.startswith("  => no significant difference"), text
     assert text.rstrip().splitlines()[-1].endswith("buckets resolve ~3%")
