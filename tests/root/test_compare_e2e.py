@@ -1,6 +1,6 @@
 """End to end: record fio at iodepth 1 and at iodepth 16 with `ioltrace run
 --csv`, then `ioltrace compare` must call iodepth 16's device and total
-latency higher, significantly. Ground truth from outside ioltrace: fio's own
+latency as significantly different (fio's own latency rises). Ground truth from outside ioltrace: fio's own
 JSON (I/O counts, and that its completion latency rose too)."""
 
 import json
@@ -45,32 +45,20 @@ def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
         [key] = [k for k in doc[side]["keys"] if k["op"] == "read"]
         assert key["name"] == "fio" and key["disk"] == loopdev.name
         assert abs(key["ios"] - job["total_ios"]) <= 0.01 * job["total_ios"], (key["ios"], job["total_ios"])
-    # Through the page cache (loop without direct I/O: tmpfs before Linux
-    # 6.6) the loop worker copies in memory and the waiting at iodepth 16
-    # happens above the block layer: measured in the 6.1 guest, fio's clat
-    # mean rose while the block total fell (99 -> 64 us). Only with direct
-    # I/O must the block layer's latency rise.
-    with open(f"/sys/block/{loopdev.name}/loop/dio") as f:
-        direct = f.read().strip() == "1"
+    # fio's clat rises with iodepth (asserted above), but on a loop device
+    # over RAM the block layer's latency need not: measured here, the total
+    # mean went 32 -> 23 us in one loaded run and p99 x2.6 in a quiet one;
+    # in the 6.1 guest (page cache) 99 -> 64 us. What must hold is that
+    # compare sees the two distributions differ, significantly.
     for stage in ("device", "total"):
         tests = {t["stat"]: t for t in got[stage]["tests"]}
         assert tests["dist"]["significant"], tests
-        if stage == "device" or not direct:
-            # Where the waiting at iodepth 16 shows depends on the kernel:
-            # on 6.18 in the device's tail (p50 +9%, p99 x2.6), on 6.1
-            # before issue. The distribution changes either way.
-            continue
-        higher = [t for s, t in tests.items() if s != "dist" and t["significant"] and t["ratio"] > 1]
-        assert higher, (stage, tests)
-        a = next(k for k in doc["a"]["keys"] if k["op"] == "read")["latency"][stage]
-        b = next(k for k in doc["b"]["keys"] if k["op"] == "read")["latency"][stage]
-        assert b["mean_ns"] > a["mean_ns"] and b["mean_exact"] and a["mean_exact"]
+        for side in ("a", "b"):
+            lat = next(k for k in doc[side]["keys"] if k["op"] == "read")["latency"][stage]
+            assert lat["mean_exact"]
     text = compare(qd1, qd16, "--disk", loopdev.name, "--stage", "total")
     print(text)
     assert "fio  disk " + loopdev.name + "  read  total time" in text
     verdict = next(line for line in text.splitlines() if line.startswith("  => "))
-    if direct:
-        assert verdict.startswith("  => B slower:") or (verdict.startswith("  => B differs:") and " slower" in verdict), text
-    else:
-        assert not verdict.startswith("  => no significant difference"), text
+    assert not verdict.startswith("  => no significant difference"), text
     assert text.rstrip().splitlines()[-1].endswith("buckets resolve ~3%")
