@@ -126,6 +126,20 @@ def _delta_counts(cur, prev):
     return out
 
 
+def _delta_totals(cur, prev):
+    """Field-wise differences of Totals or SysTotals (counts first, comm
+    last); keys whose count (the first field) did not move are left out."""
+    out = {}
+    for k, t in cur.items():
+        p = prev.get(k)
+        if p is None:
+            if t[0]:
+                out[k] = t
+        elif t[0] != p[0]:
+            out[k] = type(t)(*(a - b for a, b in zip(t[:-1], p[:-1])), t.comm)
+    return out
+
+
 def _delta_hists(cur, prev):
     out = {}
     for cell, arr in cur.items():
@@ -140,28 +154,8 @@ def delta(cur, prev):
     """What happened between two cumulative snapshots; keys with no change
     are left out. The kernel only adds, so every difference is >= 0; a key
     missing from `prev` is new and counts in full."""
-    totals = {}
-    for k, t in cur.totals.items():
-        p = prev.totals.get(k)
-        if p is None:
-            if t.ios:
-                totals[k] = t
-            continue
-        if t.ios != p.ios:
-            totals[k] = Totals(
-                t.ios - p.ios, t.bytes - p.bytes, t.errors - p.errors,
-                t.queue_ns - p.queue_ns, t.device_ns - p.device_ns, t.comm,
-            )
-    sys_totals = {}
-    for k, t in cur.sys_totals.items():
-        p = prev.sys_totals.get(k)
-        if p is None:
-            if t.calls:
-                sys_totals[k] = t
-        elif t.calls != p.calls:
-            sys_totals[k] = SysTotals(t.calls - p.calls, t.bytes - p.bytes, t.errors - p.errors,
-                                      t.sum_ns - p.sum_ns, t.comm)
     counters = {name: cur.counters.get(name, 0) - prev.counters.get(name, 0) for name in cur.counters}
-    return Snapshot(cur.time_ns, totals, _delta_hists(cur.hists, prev.hists), _delta_counts(cur.errors, prev.errors),
-                    counters, sys_totals, _delta_hists(cur.sys_hists, prev.sys_hists),
+    return Snapshot(cur.time_ns, _delta_totals(cur.totals, prev.totals), _delta_hists(cur.hists, prev.hists),
+                    _delta_counts(cur.errors, prev.errors), counters,
+                    _delta_totals(cur.sys_totals, prev.sys_totals), _delta_hists(cur.sys_hists, prev.sys_hists),
                     _delta_counts(cur.sys_errors, prev.sys_errors))
