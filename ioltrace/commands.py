@@ -68,6 +68,13 @@ def write_json(writer, delta, args, resolver, start, end):
     writer.write_interval(series, start, end, delta.counters)
 
 
+def close_all(*things):
+    """Detach the tracer and close the outputs, whichever were opened."""
+    for thing in things:
+        if thing is not None:
+            thing.close()
+
+
 def open_outputs(args):
     """(CsvWriter or None, LinesWriter or None) for --csv and --json, created
     now, before tracing; if --json cannot be opened, the CSV file just made
@@ -139,12 +146,7 @@ def hist(args):
             session.run(tracer, args.interval, args.count, on_interval, stopper,
                         announce=lambda: session.banner(tracer, args.verbose))
     finally:
-        if tracer is not None:
-            tracer.close()
-        if writer is not None:
-            writer.close()
-        if jwriter is not None:
-            jwriter.close()
+        close_all(tracer, writer, jwriter)
     return 0
 
 
@@ -218,12 +220,7 @@ def top(args):
         tracer = open_tracer(args, resolver)
         first, last = live_view(tracer, resolver, args, writer, jwriter)
     finally:
-        if tracer is not None:
-            tracer.close()
-        if writer is not None:
-            writer.close()
-        if jwriter is not None:
-            jwriter.close()
+        close_all(tracer, writer, jwriter)
     if json_to_stdout(args):
         return 0
     _print_summary(first, last, args, resolver, _ops(args), _controls_lookup(args, resolver))
