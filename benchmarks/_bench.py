@@ -182,6 +182,95 @@ def block_progs_of_others(own_ids=()):
             if p["id"] not in own_ids and str(p.get("name", "")).startswith(names)]
 
 
+# ---------------------------------------------------------------- cgroups
+
+def cgroup2_root():
+    """The cgroup v2 mount point (the unified hierarchy of a hybrid host)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split(" - ")
+            if len(parts) == 2 and parts[1].split()[0] == "cgroup2":
+                return parts[0].split()[4]
+    raise BenchError("no cgroup v2 mount (looked in /proc/self/mountinfo)")
+
+
+def remove_cgroup(path, timeout=10):
+    """Move any process left in it to the parent, then rmdir (retrying while
+    the kernel finishes releasing exited tasks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pids = Path(path, "cgroup.procs").read_text().split()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    Path(os.path.dirname(path), "cgroup.procs").write_text(pid)
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"WARNING: could not remove cgroup {path}", file=sys.stderr)
+                return False
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def cgroups(tags, what):
+    root = cgroup2_root()
+    made = []
+    try:
+        for tag in tags:
+            path = os.path.join(root, f"ioltrace-{what}-{os.getpid()}-{tag}")
+            os.mkdir(path)
+            made.append(path)
+        yield root, made
+    finally:
+        for path in reversed(made):
+            remove_cgroup(path)
+
+
+# ---------------------------------------------------------------- what a process holds
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def map_ids_of(pid):
+    """BPF map ids held open by a process, from /proc/PID/fdinfo."""
+    ids = set()
+    for fdinfo in glob.glob(f"/proc/{pid}/fdinfo/*"):
+        try:
+            m = re.search(r"^map_id:\s*(\d+)", Path(fdinfo).read_text(), re.M)
+        except OSError:
+            continue
+        if m:
+            ids.add(int(m.group(1)))
+    return ids
+
+
+def maps_by_name(pid, names):
+    """{name: {"id", "type", "max_entries", "bytes_memlock"}} of the process's maps."""
+    ids = map_ids_of(pid)
+    out = {}
+    for m in json.loads(sh("bpftool", "-j", "map", "show") or "[]"):
+        if m["id"] in ids and m.get("name") in names:
+            if m["name"] in out:
+                raise BenchError(f"two maps named {m['name']} in pid {pid}: {out[m['name']]['id']}, {m['id']}")
+            out[m["name"]] = {k: m.get(k) for k in ("id", "type", "max_entries", "bytes_memlock")}
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise BenchError(f"maps {missing} not found among pid {pid}'s maps {sorted(ids)}")
+    return out
+
+
+def map_entries(map_id):
+    return len(json.loads(sh("bpftool", "-j", "map", "dump", "id", str(map_id)) or "[]"))
+
+
 # ---------------------------------------------------------------- tracers
 
 class Tracer:
@@ -194,12 +283,13 @@ class Tracer:
         self.prog_ids = set()
         self._out = None
         self.stderr = b""
+        self.env = None  # extra environment variables
 
     def _spawn(self, argv, cwd=None):
         self._out = tempfile.TemporaryFile()
         self.t_spawn = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.PIPE, env=dict(os.environ, **(self.env or {})))
 
     def stop(self, timeout=30):
         """SIGINT, as a user would; SIGKILL if it does not exit. Returns rc."""

@@ -29,11 +29,8 @@ and output files) is removed on the way out, also on Ctrl-C and SIGTERM.
 """
 
 import argparse
-import contextlib
-import glob
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -56,52 +53,6 @@ FIO_TAGS = ("a", "b")
 
 
 # ---------------------------------------------------------------- cgroups
-
-def cgroup2_root():
-    """The cgroup v2 mount point (the unified hierarchy of a hybrid host)."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split(" - ")
-            if len(parts) == 2 and parts[1].split()[0] == "cgroup2":
-                return parts[0].split()[4]
-    raise B.BenchError("no cgroup v2 mount (looked in /proc/self/mountinfo)")
-
-
-def remove_cgroup(path, timeout=10):
-    """Move any process left in it to the parent, then rmdir (retrying while
-    the kernel finishes releasing exited tasks)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            pids = Path(path, "cgroup.procs").read_text().split()
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    Path(os.path.dirname(path), "cgroup.procs").write_text(pid)
-            os.rmdir(path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            if time.monotonic() > deadline:
-                print(f"WARNING: could not remove cgroup {path}", file=sys.stderr)
-                return False
-            time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def cgroups(tags):
-    root = cgroup2_root()
-    made = []
-    try:
-        for tag in tags:
-            path = os.path.join(root, f"ioltrace-soak-{os.getpid()}-{tag}")
-            os.mkdir(path)
-            made.append(path)
-        yield root, made
-    finally:
-        for path in reversed(made):
-            remove_cgroup(path)
-
 
 # ---------------------------------------------------------------- fio
 
@@ -149,45 +100,6 @@ def fio_summary(path):
 
 
 # ---------------------------------------------------------------- sampling
-
-def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise B.BenchError(f"no VmRSS for pid {pid}")
-
-
-def map_ids_of(pid):
-    """BPF map ids held open by a process, from /proc/PID/fdinfo."""
-    ids = set()
-    for fdinfo in glob.glob(f"/proc/{pid}/fdinfo/*"):
-        try:
-            m = re.search(r"^map_id:\s*(\d+)", Path(fdinfo).read_text(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
-
-
-def maps_by_name(pid, names=HASH_MAPS):
-    """{name: {"id", "type", "max_entries", "bytes_memlock"}} of the process's maps."""
-    ids = map_ids_of(pid)
-    out = {}
-    for m in json.loads(B.sh("bpftool", "-j", "map", "show") or "[]"):
-        if m["id"] in ids and m.get("name") in names:
-            if m["name"] in out:
-                raise B.BenchError(f"two maps named {m['name']} in pid {pid}: {out[m['name']]['id']}, {m['id']}")
-            out[m["name"]] = {k: m.get(k) for k in ("id", "type", "max_entries", "bytes_memlock")}
-    missing = [n for n in names if n not in out]
-    if missing:
-        raise B.BenchError(f"maps {missing} not found among pid {pid}'s maps {sorted(ids)}")
-    return out
-
-
-def map_entries(map_id):
-    return len(json.loads(B.sh("bpftool", "-j", "map", "dump", "id", str(map_id)) or "[]"))
-
 
 def slope_per_min(ts, ys):
     """Least-squares slope over the second half of the samples, per minute."""
@@ -257,7 +169,7 @@ def soak(minutes, iops, interval=1.0, sample_s=SAMPLE_S, log=print, workdir=None
     res = {"minutes": minutes, "iops_per_job": iops, "interval": interval, "samples": [],
            "csv_path": csv_path}
     try:
-        with B.loop_device(256) as (dev, dio), cgroups(FIO_TAGS) as (root, cgs):
+        with B.loop_device(256) as (dev, dio), B.cgroups(FIO_TAGS, "soak") as (root, cgs):
             try:
                 res.update(dev=dev, dio=dio, cgroup_root=root, cgroups=cgs)
                 for tag, cg in zip(FIO_TAGS, cgs):
@@ -275,7 +187,7 @@ def soak(minutes, iops, interval=1.0, sample_s=SAMPLE_S, log=print, workdir=None
                 startup = tracer.start()
                 pid = tracer.proc.pid
                 log(f"{tracer.label}: pid {pid}, attached in {startup:.1f}s; fio on {dev} in {', '.join(cgs)}")
-                maps = maps_by_name(pid)
+                maps = B.maps_by_name(pid, HASH_MAPS)
                 res["maps"] = maps
                 t0 = time.monotonic()
                 n = 0
@@ -286,9 +198,9 @@ def soak(minutes, iops, interval=1.0, sample_s=SAMPLE_S, log=print, workdir=None
                         if p.poll() is not None:
                             raise B.BenchError(f"a fio job exited ({p.returncode}) during the soak")
                     t = time.monotonic() - t0
-                    s = {"t": t, "rss_kib": rss_kib(pid)}
+                    s = {"t": t, "rss_kib": B.rss_kib(pid)}
                     for name, m in maps.items():
-                        s[name] = map_entries(m["id"])
+                        s[name] = B.map_entries(m["id"])
                     res["samples"].append(s)
                     if n % 6 == 0:
                         log(f"  {t / 60:5.1f} min  RSS {s['rss_kib'] / 1024:.1f} MiB  "

@@ -126,6 +126,18 @@ def pid_arg(text):
     return v
 
 
+def keep_exited_arg(text):
+    if text == "forever":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or 'forever'") from None
+    if not (0 <= v <= 86400):
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 86400 seconds, or 'forever'")
+    return v
+
+
 def comm_arg(text):
     raw = text.encode("utf-8", "surrogateescape")
     if not raw or len(raw) > 15 or b"\0" in raw:
@@ -214,6 +226,18 @@ def filter_options():
     return p
 
 
+def tracer_options():
+    """filter_options, and what only the block/syscall tracer has."""
+    from .layout import DEFAULT_KEEP_EXITED_S as DEFAULT_GRACE_S
+
+    p = argparse.ArgumentParser(add_help=False, parents=[filter_options()])
+    p.add_argument("--keep-exited", type=keep_exited_arg, default=DEFAULT_GRACE_S, metavar="SECONDS",
+                   help="seconds an exited process keeps its own rows before its counts move to its cgroup's "
+                        f"'exited' row, which bounds memory under process churn (default {DEFAULT_GRACE_S:g}; "
+                        "'forever': never)")
+    return p
+
+
 def build_parser():
     from .group import KINDS
     from .layout import OPS
@@ -224,8 +248,9 @@ def build_parser():
     top.add_argument("--version", action="version", version=f"ioltrace {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     filters = filter_options()
+    traced = tracer_options()
 
-    h = sub.add_parser("hist", parents=[filters], help="latency histograms per key, like biolatency",
+    h = sub.add_parser("hist", parents=[traced], help="latency histograms per key, like biolatency",
                        epilog=EPILOG_HIST, formatter_class=argparse.RawDescriptionHelpFormatter)
     h.add_argument("interval", nargs="?", type=positive_float, help="seconds between outputs (default: once, at Ctrl-C)")
     h.add_argument("count", nargs="?", type=positive_int, help="number of outputs")
@@ -240,7 +265,7 @@ def build_parser():
                    "- for stdout (then nothing else goes there)")
     layer_options(h, ("block", "syscall"), "block")
 
-    t = sub.add_parser("top", parents=[filters], help="live iotop-like view with latency percentiles",
+    t = sub.add_parser("top", parents=[traced], help="live iotop-like view with latency percentiles",
                        epilog=EPILOG_TOP, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("interval", nargs="?", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
     t.add_argument("--by", choices=KINDS, default="process", help="key to group by (default process)")
@@ -255,7 +280,7 @@ def build_parser():
                    "- for stdout (then batch mode, JSON only)")
     layer_options(t, ("block", "syscall", "both"), "block")
 
-    r = sub.add_parser("run", parents=[filters], help="run a command in its own cgroup and report its block I/O",
+    r = sub.add_parser("run", parents=[traced], help="run a command in its own cgroup and report its block I/O",
                        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
     r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file")
@@ -299,7 +324,7 @@ def build_parser():
     pp.add_argument("--interval", type=positive_float, metavar="SECONDS", help="heatmap window (default: ~120 across)")
     pp.add_argument("--size", type=pixel_size, metavar="WxH", help="picture size in pixels")
 
-    sv = sub.add_parser("serve", parents=[filters], help="export metrics for Prometheus: HTTP /metrics or a textfile",
+    sv = sub.add_parser("serve", parents=[traced], help="export metrics for Prometheus: HTTP /metrics or a textfile",
                         epilog=EPILOG_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
     sv.add_argument("--listen", metavar="ADDR:PORT", help="where to serve /metrics (default 127.0.0.1:9435, or "
                     "none with --textfile); 0.0.0.0:PORT or [::]:PORT for every interface; none: no HTTP")

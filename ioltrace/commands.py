@@ -105,7 +105,8 @@ def open_tracer(args, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = layers(args)
     opts = kernel_options(args, resolver, by_thread=getattr(args, "by", None) == "thread", **extra)
-    return Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=getattr(args, "syscalls", None))
+    return Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=getattr(args, "syscalls", None),
+                  keep_exited=args.keep_exited)
 
 
 def hist(args):

@@ -17,6 +17,8 @@ def group_id(key, comm, kind, resolver, split_disk=True, split_op=True):
     op = layout.OPS[key.op] if split_op and key.op < len(layout.OPS) else "*"
     if key.tgid == layout.OTHER_TGID:
         return GroupId(kind, "other", "other (stats map full)", disk, op)
+    if key.tgid == layout.EXITED_TGID and kind in ("process", "thread"):
+        return GroupId(kind, "exited", layout.EXITED_COMM, disk, op)
     if kind == "process":
         return GroupId(kind, str(key.tgid), resolver.comm(key.tgid, comm), disk, op)
     if kind == "thread":

@@ -40,6 +40,15 @@ MISSED_COUNTERS = ("missed_start", "missed_issue", "missed_complete")
 ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS
 
 OTHER_TGID = 0xFFFFFFFF
+# User space only (fold.py): the key that holds, per cgroup, disk and op, the
+# counts of processes that exited and were folded. pid_max is at most 2^22,
+# so no process has this tgid.
+EXITED_TGID = 0xFFFFFFFE
+EXITED_COMM = "[exited]"
+# Seconds an exited process keeps its own keys before fold.py folds them
+# (range 0 .. 86400; None: never). Long enough for a 1-10 s refresh to show
+# who just finished.
+DEFAULT_KEEP_EXITED_S = 10.0
 
 DEFAULT_INFLIGHT_BITS = 16  # 65536 in-flight slots
 INFLIGHT_WAYS = 2           # slots a request may take in its set

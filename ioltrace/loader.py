@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from . import headers, layout, maps
+from . import fold, headers, layout, maps
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -143,8 +143,10 @@ class Tracer:
     only the `syscalls` asked for that this kernel has).
     """
 
-    def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None):
+    def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None,
+                 keep_exited=fold.DEFAULT_GRACE_S):
         self.opts = opts
+        self.folder = fold.Folder(keep_exited)
         self.bpf = self.sys = None
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
@@ -211,21 +213,46 @@ class Tracer:
         return text
 
     def snapshot(self):
+        """Everything in the maps now (maps.snapshot), with the processes
+        that exited more than keep_exited seconds ago folded (fold.py)."""
         now = time.monotonic_ns()
-        b, s = self.bpf, self.sys
-        snap = maps.snapshot(
-            now,
-            _items(b["stats"]) if b else [],
-            _items(b["hist"]) if b else [],
-            _items(b["errs"]) if b else [],
-            [v for _, v in b["counters"].items()] if b else [],
-        )
-        if b is not None:
+        raw = {name: _items(t[name]) for t, names in ((self.bpf, BLOCK_MAPS), (self.sys, SYSCALL_MAPS))
+               if t is not None for name in names}
+        snap = self._decode(now, raw, _values(self.bpf, "counters"),
+                            None if self.sys is None else _values(self.sys, "sc_counters"))
+        if self.bpf is not None:
             snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
-        if s is None:
+        return self.folder.apply(snap, lambda tgids: self._take(raw, tgids))
+
+    @staticmethod
+    def _decode(now, raw, counters, sc_counters):
+        """A Snapshot of raw (map name -> pairs); counter values as lists,
+        sc_counters None when the syscall layer is not traced."""
+        snap = maps.snapshot(now, raw.get("stats", []), raw.get("hist", []), raw.get("errs", []), counters)
+        if sc_counters is None:
             return snap
-        return maps.with_syscalls(snap, _items(s["sc_stats"]), _items(s["sc_hist"]), _items(s["sc_errs"]),
-                                  [v for _, v in s["sc_counters"].items()])
+        return maps.with_syscalls(snap, raw["sc_stats"], raw["sc_hist"], raw["sc_errs"], sc_counters)
+
+    def _take(self, raw, tgids):
+        """Delete the entries of these processes from the kernel maps and
+        return their counts, each read just before its deletion (a late
+        completion between the two is lost: after the grace period there is
+        none left to come)."""
+        taken = {}
+        for t, names in ((self.bpf, BLOCK_MAPS), (self.sys, SYSCALL_MAPS)):
+            if t is None:
+                continue
+            for name in names:
+                table, out = t[name], taken.setdefault(name, [])
+                for k, _ in raw[name]:
+                    if (k.tgid if hasattr(k, "tgid") else k.k.tgid) in tgids:
+                        try:
+                            v = table[k]
+                            del table[k]
+                        except KeyError:
+                            continue
+                        out.append((k, v))
+        return self._decode(0, taken, [], None if self.sys is None else [])
 
     def _block_misses(self):
         out = {}
@@ -353,6 +380,15 @@ def recursion_misses(fd):
     if nr is None or _libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, ctypes.sizeof(attr)) != 0:
         return 0
     return int(info.recursion_misses)
+
+
+BLOCK_MAPS = ("stats", "hist", "errs")
+SYSCALL_MAPS = ("sc_stats", "sc_hist", "sc_errs")
+
+
+def _values(b, name):
+    """The values of an array map of a loaded program; [] without one."""
+    return [] if b is None else [v for _, v in b[name].items()]
 
 
 def _items(table):

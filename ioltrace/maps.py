@@ -150,10 +150,79 @@ def _delta_hists(cur, prev):
     return out
 
 
+def folded_key(key):
+    """The key a process's key is folded into when it has exited (fold.py):
+    same cgroup, disk and op (or syscall), tgid and tid EXITED_TGID. None for
+    keys that are never folded: the kernel's catch-all and the folded ones."""
+    if key.tgid in (layout.OTHER_TGID, layout.EXITED_TGID):
+        return None
+    return key._replace(tgid=layout.EXITED_TGID, tid=layout.EXITED_TGID)
+
+
+def _folded_cell(cell):
+    """folded_key for a dict key that is a Key/SysKey or a (key, x) pair."""
+    if isinstance(cell, (Key, SysKey)):
+        return folded_key(cell)
+    f = folded_key(cell[0])
+    return None if f is None else (f, cell[1])
+
+
+def add_totals(a, b):
+    """Field-wise sum of two Totals or SysTotals (either may be None); the
+    comm is the folded key's."""
+    if a is None:
+        return b._replace(comm=layout.EXITED_COMM)
+    return type(a)(*(x + y for x, y in zip(a[:-1], b[:-1])), layout.EXITED_COMM)
+
+
+def _add(a, b):
+    if isinstance(b, tuple):
+        return add_totals(a, b)
+    return b if a is None else a + b  # a new array or int: never in place
+
+
+def fold_into(dest, part):
+    """dest (a dict of one Snapshot field) with the entries of `part` added
+    under their folded keys. Returns a new dict; values are never changed in
+    place, so Snapshots already handed out keep their counts."""
+    out = dict(dest)
+    for cell, v in part.items():
+        f = _folded_cell(cell)
+        if f is not None:
+            out[f] = _add(out.get(f), v)
+    return out
+
+
+def _refold_field(prev, cur):
+    gone = {c: v for c, v in prev.items() if c not in cur and _folded_cell(c) is not None}
+    if not gone:
+        return prev
+    kept = {c: v for c, v in prev.items() if c not in gone}
+    return fold_into(kept, gone)
+
+
+def refold(prev, cur):
+    """`prev` as it reads after the folds that happened before `cur`.
+
+    Only folding (fold.py) removes keys from the kernel maps, and a folded
+    key's counts move to its folded_key; so a key in `prev` that `cur` lacks
+    was folded, and moving its counts the same way in `prev` makes every
+    difference between the two exact again. Keep a baseline refolded against
+    each new snapshot (session.run does): then a pid that is reused after its
+    fold starts from zero, as its kernel entry does."""
+    return prev._replace(
+        totals=_refold_field(prev.totals, cur.totals), hists=_refold_field(prev.hists, cur.hists),
+        errors=_refold_field(prev.errors, cur.errors), sys_totals=_refold_field(prev.sys_totals, cur.sys_totals),
+        sys_hists=_refold_field(prev.sys_hists, cur.sys_hists),
+        sys_errors=_refold_field(prev.sys_errors, cur.sys_errors))
+
+
 def delta(cur, prev):
     """What happened between two cumulative snapshots; keys with no change
     are left out. The kernel only adds, so every difference is >= 0; a key
-    missing from `prev` is new and counts in full."""
+    missing from `prev` is new and counts in full, and one missing from `cur`
+    was folded (refold)."""
+    prev = refold(prev, cur)
     counters = {name: cur.counters.get(name, 0) - prev.counters.get(name, 0) for name in cur.counters}
     return Snapshot(cur.time_ns, _delta_totals(cur.totals, prev.totals), _delta_hists(cur.hists, prev.hists),
                     _delta_counts(cur.errors, prev.errors), counters,

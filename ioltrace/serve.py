@@ -259,7 +259,8 @@ def run(args):
             # Bound before attaching, so a busy port costs no probe set-up;
             # requests wait in the backlog until the thread starts.
             server = bind(addr, lambda fmt: scraper.render(fmt))
-        tracer = Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=args.syscalls)
+        tracer = Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=args.syscalls,
+                        keep_exited=args.keep_exited)
         info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
                 "headers": tracer.headers.kind, "layers": ",".join(chosen)}
         exporter = prometheus.Exporter(resolver, per_process=args.per_process, max_series=args.max_series,

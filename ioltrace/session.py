@@ -101,6 +101,7 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
         cur = tracer.snapshot()
         wall = time.time()
         on_interval(maps.delta(cur, prev), prev_wall, wall, done)
+        first = maps.refold(first, cur)  # processes folded since stay folded in the baseline
         prev, prev_wall = cur, wall
         if done:
             return first, cur

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import layout
+from .. import layout, maps
 from ..views.fmt import errno_name
 
 TEXT = "text"
@@ -232,6 +232,10 @@ class _SysTotals(NamedTuple):
     comm: str
 
 
+def _pid_label(key):
+    return "exited" if key.tgid == layout.EXITED_TGID else str(key.tgid)
+
+
 def _block_view(snap):
     return snap.totals, snap.hists, snap.errors
 
@@ -323,14 +327,14 @@ class Exporter:
         disk = self.resolver.disk_name(key.dev)
         ents = [(disk, op), (self.resolver.cgroup_path(key.cgid), disk, op)]
         if self.per_process:
-            ents.append((str(key.tgid), comm, disk, op))
+            ents.append((_pid_label(key), comm, disk, op))
         return ents
 
     def _sys_entities(self, key, comm):
         sc = layout.SYSCALLS[key.sc] if key.sc < len(layout.SYSCALLS) else str(key.sc)
         ents = [(self.resolver.cgroup_path(key.cgid), sc)]
         if self.per_process:
-            ents.append((str(key.tgid), comm, sc))
+            ents.append((_pid_label(key), comm, sc))
         return ents
 
     def _remember_gone(self, layer, totals_now, ents_of):
@@ -338,8 +342,11 @@ class Exporter:
         restarted from lower counts): keep their last counts in the base of
         their label sets."""
         totals, errors, cell_keys, coarse = layer.prev
+        # A folded key's counts live on in its folded key (same cgroup, disk
+        # and op), so keeping them here too would count them twice.
         gone = [k for k, p in totals.items()
-                if (p.ios or p.bytes or p.errors) and (k not in totals_now or totals_now[k].ios < p.ios)]
+                if (p.ios or p.bytes or p.errors) and (k not in totals_now or totals_now[k].ios < p.ios)
+                and not (k not in totals_now and maps.folded_key(k) in totals_now)]
         if not gone:
             return
         accs = {}

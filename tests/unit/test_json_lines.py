@@ -222,7 +222,7 @@ class FakeTracer:
     headers = SimpleNamespace(kind="fake", detail="fake")
     compile_s = 0.0
 
-    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None):
+    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None, keep_exited=None):
         self.n = 0
 
     def describe(self):

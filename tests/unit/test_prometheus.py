@@ -345,6 +345,35 @@ def test_a_key_restarting_from_lower_counts_does_not_go_down():
     assert value(second, "ioltrace_block_ios_total", disk="sda", op="write") == 7
 
 
+def test_a_folded_process_is_counted_once_under_exited():
+    """fold.Folder moves an exited process's counts to its cgroup's exited
+    key; the exporter must not also keep them as a process that left."""
+    from ioltrace import fold
+
+    res = FakeResolver({5: "/db"})
+    ex = P.Exporter(res, per_process=True)
+    a, b = Key(5, 100, 0, SDA, W), Key(5, 200, 0, SDA, W)
+    kernel = make_snapshot([(a, "gone", [1] * 4, [5000] * 4, {}), (b, "stays", [1] * 2, [7000] * 2, {})])
+    alive = {100, 200}
+    folder = fold.Folder(0.0, alive=lambda t: t in alive, clock=lambda: 0.0)
+
+    def take(tgids):
+        part = {k: t for k, t in kernel.totals.items() if k.tgid in tgids}
+        return kernel._replace(totals=part, hists={c: v for c, v in kernel.hists.items() if c[0].tgid in tgids},
+                               errors={})
+
+    first = parse(ex.render(folder.apply(kernel, take)))
+    alive.discard(100)
+    kernel = make_snapshot([(a, "gone", [1] * 4, [5000] * 4, {}), (b, "stays", [1] * 3, [7000] * 3, {})])
+    second = parse(ex.render(folder.apply(kernel, take)))
+    assert_no_decrease(first, second)
+    assert value(second, "ioltrace_cgroup_block_ios_total", cgroup="/db", disk="sda", op="write") == 4 + 3
+    assert value(second, "ioltrace_process_block_ios_total", pid="exited", comm=layout.EXITED_COMM, disk="sda",
+                 op="write") == 4
+    assert series(second, "ioltrace_block_latency_seconds_bucket", disk="sda", op="write", stage="device")[
+        "+Inf"] == 7
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_random_churn_never_decreases_any_counter(seed):
     """Keys appear, grow, leave the maps and come back, under a small cap."""

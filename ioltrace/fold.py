@@ -1,0 +1,91 @@
+"""Folding exited processes: bounded maps under process churn.
+
+The kernel keeps one entry per (process, cgroup, disk, op), so 20,000
+short-lived processes would leave 20,000 keys (and their histograms) in the
+maps and in every snapshot. A process gone for `grace` seconds is folded:
+loader.Tracer deletes its kernel entries and this module adds their counts to
+the key maps.folded_key gives it (tgid EXITED_TGID, same cgroup, disk and op),
+kept here in user space. Per-cgroup and per-disk totals do not change, and
+maps.refold keeps every delta exact across the fold.
+
+Pure but for the default liveness check (/proc/PID), which tests replace.
+"""
+
+import os
+import time
+
+from . import layout, maps
+from .records import Key, Snapshot, SysKey
+
+DEFAULT_GRACE_S = layout.DEFAULT_KEEP_EXITED_S
+
+_NEVER = (0, layout.OTHER_TGID, layout.EXITED_TGID)  # tgid 0: I/O with no process (kernel threads' idle)
+
+
+def proc_alive(tgid, proc="/proc"):
+    return os.path.exists(f"{proc}/{tgid}")
+
+
+class Folder:
+    """Which tgids to fold at each snapshot, and the folded counts so far."""
+
+    def __init__(self, grace_s=DEFAULT_GRACE_S, alive=proc_alive, clock=time.monotonic):
+        self.grace = grace_s
+        self.alive = alive
+        self.clock = clock
+        self.gone_since = {}  # tgid -> when it was first seen gone
+        self.folded = Snapshot(0, {}, {}, {}, {})
+        self.processes = 0    # processes folded so far
+
+    def due(self, tgids):
+        """The tgids among `tgids` (those in the maps now) gone for at least
+        the grace period; forgets the rest."""
+        if self.grace is None:
+            return set()
+        now = self.clock()
+        seen = {}
+        due = set()
+        for tgid in tgids:
+            if tgid in _NEVER or self.alive(tgid):
+                continue
+            since = seen[tgid] = self.gone_since.get(tgid, now)
+            if now - since >= self.grace:
+                due.add(tgid)
+        self.gone_since = {t: s for t, s in seen.items() if t not in due}
+        return due
+
+    def add(self, part):
+        """Fold `part` (a Snapshot of the deleted entries) into the folded
+        counts."""
+        f = self.folded
+        self.folded = f._replace(
+            totals=maps.fold_into(f.totals, part.totals), hists=maps.fold_into(f.hists, part.hists),
+            errors=maps.fold_into(f.errors, part.errors), sys_totals=maps.fold_into(f.sys_totals, part.sys_totals),
+            sys_hists=maps.fold_into(f.sys_hists, part.sys_hists),
+            sys_errors=maps.fold_into(f.sys_errors, part.sys_errors))
+        self.processes += len({k.tgid for k in part.totals} | {k.tgid for k in part.sys_totals})
+
+    def apply(self, snap, take):
+        """`snap` (just read from the kernel) with the due processes folded.
+
+        take(tgids) deletes those processes' kernel entries and returns their
+        counts, read as they were deleted, as a Snapshot."""
+        due = self.due({k.tgid for k in snap.totals} | {k.tgid for k in snap.sys_totals})
+        if due:
+            self.add(take(due))
+        f = self.folded
+        if not (due or f.totals or f.sys_totals):
+            return snap
+        return snap._replace(
+            totals={**_without(snap.totals, due), **f.totals}, hists={**_without(snap.hists, due), **f.hists},
+            errors={**_without(snap.errors, due), **f.errors},
+            sys_totals={**_without(snap.sys_totals, due), **f.sys_totals},
+            sys_hists={**_without(snap.sys_hists, due), **f.sys_hists},
+            sys_errors={**_without(snap.sys_errors, due), **f.sys_errors})
+
+
+def _without(cells, tgids):
+    """cells (a Snapshot field) without the entries of these tgids."""
+    if not tgids:
+        return cells
+    return {c: v for c, v in cells.items() if (c.tgid if isinstance(c, (Key, SysKey)) else c[0].tgid) not in tgids}
