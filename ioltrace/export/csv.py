@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from .. import layout
 from ..errors import BadInput
 from ..records import CsvRow
-from ..views.fmt import errno_name
+from ..views.fmt import errno_name, spell
 
 FORMAT_VERSION = 2  # 2 added the layer column; version 1 files are read as layer "block"
 MAGIC = "# ioltrace-csv"
@@ -68,7 +68,7 @@ class CsvWriter:
         self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
 
     def _write(self, text):
-        data = text.encode("utf-8", "backslashreplace")
+        data = spell(text).encode("utf-8")
         while data:
             n = os.write(self.fd, data)
             data = data[n:]

@@ -43,6 +43,7 @@ import sys
 from .. import hist, layout, stats
 from ..errors import BadInput
 from ..recording import Series, stages_of
+from ..views.fmt import spell
 
 SCHEMA = "ioltrace-report/1"
 COMPARE_SCHEMA = "ioltrace-compare/1"
@@ -125,21 +126,6 @@ def dumps(doc):
 
 # -- JSON lines (--json on hist, top, run) ---------------------------------------
 
-def _clean(text):
-    """A name as valid Unicode: cgroup directory names read with os.fsdecode
-    hold undecodable bytes as lone surrogates, which strict JSON readers
-    refuse; they become the text \\xNN, as comms' bytes already are."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:   # a surrogate os.fsdecode never makes
-        return text.encode("utf-8", "backslashreplace").decode("ascii")
-
-
 def interval_lines(series, start_ts, end_ts, counters=None):
     """One interval as JSON lines: a KEY object (key_dict, every stage
     recorded, no windows) per Series with interval_start and interval_end
@@ -154,7 +140,7 @@ def interval_lines(series, start_ts, end_ts, counters=None):
         d = {"interval_start": a, "interval_end": b}
         d.update(key_dict(s, seconds))
         for f in ("key", "name", "disk"):
-            d[f] = _clean(d[f])
+            d[f] = spell(d[f])
         out.append(json.dumps(d, allow_nan=False, separators=(",", ":")))
     out.append(json.dumps({"interval_start": a, "interval_end": b, "kind": "kernel", "seconds": seconds,
                            "kernel_counters": {k: int(v) for k, v in sorted((counters or {}).items())}},

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import layout, maps
-from ..views.fmt import errno_name
+from ..views.fmt import errno_name, spell
 
 TEXT = "text"
 OPENMETRICS = "openmetrics"
@@ -74,30 +74,10 @@ def _coarse(matrix):
 _LABEL_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
-def _unsurrogate(text):
-    # Names read with os.fsdecode hold undecodable bytes as lone surrogates,
-    # which no UTF-8 encoder accepts: show them as \xNN, as maps.comm_text does.
-    out = []
-    for c in text:
-        o = ord(c)
-        if 0xDC80 <= o <= 0xDCFF:
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif 0xD800 <= o <= 0xDFFF:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
 def escape(value):
     """A label value as it goes between the double quotes: valid UTF-8, with
     backslash, double quote and newline escaped (both formats agree)."""
-    value = str(value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = _unsurrogate(value)
-    return value.translate(_LABEL_ESCAPES)
+    return spell(str(value)).translate(_LABEL_ESCAPES)
 
 
 def _labels(names, values):
@@ -325,16 +305,16 @@ class Exporter:
             return None
         op = layout.OPS[key.op] if key.op < len(layout.OPS) else str(key.op)
         disk = self.resolver.disk_name(key.dev)
-        ents = [(disk, op), (self.resolver.cgroup_path(key.cgid), disk, op)]
+        ents = [(disk, op), (spell(self.resolver.cgroup_path(key.cgid)), disk, op)]
         if self.per_process:
-            ents.append((_pid_label(key), comm, disk, op))
+            ents.append((_pid_label(key), spell(comm), disk, op))
         return ents
 
     def _sys_entities(self, key, comm):
         sc = layout.SYSCALLS[key.sc] if key.sc < len(layout.SYSCALLS) else str(key.sc)
-        ents = [(self.resolver.cgroup_path(key.cgid), sc)]
+        ents = [(spell(self.resolver.cgroup_path(key.cgid)), sc)]
         if self.per_process:
-            ents.append((_pid_label(key), comm, sc))
+            ents.append((_pid_label(key), spell(comm), sc))
         return ents
 
     def _remember_gone(self, layer, totals_now, ents_of):

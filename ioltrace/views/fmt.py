@@ -46,6 +46,28 @@ def rate(value):
     return size(value) + "/s"
 
 
+def spell(text):
+    """A name as valid Unicode, the one spelling every output uses: names
+    read with os.fsdecode (cgroup directories) hold undecodable bytes as lone
+    surrogates, which no UTF-8 encoder accepts; they become the text \\xNN,
+    as maps.comm_text writes a comm's undecodable bytes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for c in text:
+        o = ord(c)
+        if 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF:   # a surrogate os.fsdecode never makes
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def errno_name(num):
     """5 -> 'EIO'; unknown numbers stay numeric ('E4095')."""
     return errno.errorcode.get(int(num), f"E{int(num)}")
@@ -54,6 +76,16 @@ def errno_name(num):
 def columns(text):
     """Terminal columns a string takes: wide (CJK) characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def cut(text, width):
+    """The start of text that fits in `width` terminal columns."""
+    used = 0
+    for i, c in enumerate(text):
+        used += columns(c)
+        if used > width:
+            return text[:i]
+    return text
 
 
 def truncate(text, width):

@@ -162,7 +162,7 @@ def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=No
             v = fmt.truncate(v, w)
             pad = " " * (w - fmt.columns(v))
             cells.append(pad + v if right else v + pad)
-        return " ".join(cells)[:width].rstrip()
+        return fmt.cut(" ".join(cells), width).rstrip()
 
     out = [line([h for _, h, _, _ in cols])]
     for r in rows_[:limit] if limit is not None else rows_:

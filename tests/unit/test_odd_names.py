@@ -204,7 +204,7 @@ def test_top_table_one_line_per_row_within_width(kind, width):
 @pytest.mark.parametrize("kind", ["process", "cgroup"])
 def test_top_table_narrow_width(kind, width):
     """--width below the fixed columns (about 70): lines are cut at `width`.
-    ASCII names are cut correctly; see the xfail below for wide ones."""
+    ASCII names here; wide ones below."""
     rows, with_controls = top_rows(kind)
     ascii_rows = [r for r in rows if r.name.isascii()]
     lines = tview.table_lines(ascii_rows, width=width, with_controls=with_controls)
@@ -212,9 +212,6 @@ def test_top_table_narrow_width(kind, width):
     check_lines(lines, width)
 
 
-@pytest.mark.xfail(strict=True, reason="views/top.py table_lines cuts lines with `[:width]` in characters, not "
-                   "terminal columns: when --width is below the fixed columns + MIN_NAME, a name with wide "
-                   "(CJK, emoji) characters makes the line wider than --width")
 @pytest.mark.parametrize("width", [40, 60])
 def test_top_table_narrow_width_wide_names(width):
     rows, _ = top_rows("cgroup")
@@ -289,10 +286,6 @@ def test_csv_rows_survive_report(kind, tmp_path, capsys):
     assert got == from_reader
 
 
-@pytest.mark.xfail(strict=True, reason="export/csv.py CsvWriter._write encodes with 'backslashreplace', so an "
-                   "undecodable byte in a cgroup name (a lone surrogate from os.fsdecode) is recorded as the text "
-                   "\\udcff, where maps.comm_text, export.json._clean and export.prometheus.escape all write \\xff: "
-                   "the same cgroup has two spellings (CSV and report/compare vs live --json and serve)")
 def test_csv_spells_undecodable_bytes_like_the_other_outputs(tmp_path):
     path = write_csv(tmp_path / "odd.csv", "cgroup")
     got = {int(r.key): r.name for r in rec.read(path) if r.key_kind == "cgroup"}
@@ -403,12 +396,11 @@ def test_promtool_accepts_odd_names():
     assert p.returncode == 0, (p.stdout + p.stderr).decode()
 
 
-@pytest.mark.xfail(strict=True, reason="export/prometheus.py keys label sets by the raw name and escapes only "
-                   "when writing, and escape() turns an undecodable byte into the text \\xNN: a cgroup named "
-                   "with byte 0xff and one whose name holds the four characters \\xff get the same label text, "
-                   "so the exposition has the same series twice (Prometheus rejects the duplicate samples)")
 @pytest.mark.parametrize("fmt_", [P.TEXT, P.OPENMETRICS])
-def test_prometheus_names_that_escape_alike_stay_distinct(fmt_):
+def test_prometheus_names_that_spell_alike_are_one_series(fmt_):
+    """A cgroup named with byte 0xff and one whose name holds the four
+    characters \\xff have the same text in every output: one series, holding
+    both cgroups' counts (never the same series twice)."""
     class Twins(FakeResolver):
         def cgroup_path(self, cgid):
             return {1: os.fsdecode(b"/dup\xff"), 2: "/dup\\xff"}[cgid]
@@ -416,4 +408,5 @@ def test_prometheus_names_that_escape_alike_stay_distinct(fmt_):
     keys = [Key(1, 500, 500, SDA, W), Key(2, 501, 501, SDA, W)]
     totals = {k: Totals(1, 4096, 0, 1, 9, "x") for k in keys}
     hists = {(k, layout.STAGE_DEVICE): hist.from_samples(np.array([9])) for k in keys}
-    parse_exposition(exposition(fmt_, snap._replace(totals=totals, hists=hists, errors={}), Twins()))
+    got = parse_exposition(exposition(fmt_, snap._replace(totals=totals, hists=hists, errors={}), Twins()))
+    assert ios_by(got, "ioltrace_cgroup_block_ios_total", "cgroup") == {"/dup\\xff": 2}
