@@ -155,19 +155,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cgroup2_root():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split(" - ")
-            if len(parts) == 2 and parts[1].split()[0] == "cgroup2":
-                return parts[0].split()[4]
-    raise B.BenchError("no cgroup v2 mount")
-
-
 @contextlib.contextmanager
 def cgroups(n):
     """n empty cgroups under one parent; removed on the way out."""
-    parent = os.path.join(cgroup2_root(), f"ioltrace-bench-scrape-{os.getpid()}")
+    parent = os.path.join(B.cgroup2_root(), f"ioltrace-bench-scrape-{os.getpid()}")
     os.mkdir(parent)
     made = []
     try:

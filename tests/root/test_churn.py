@@ -6,13 +6,15 @@ Ground truth from outside ioltrace: the writer counts the children whose
 pwrite() returned the whole block; `bpftool map dump` counts the kernel
 maps' entries; /proc/PID/status gives VmRSS.
 
-Limits, from benchmarks/RESULTS.md (section churn) on the 2-CPU machine,
-500 processes a second with --keep-exited 2: stats entries peaked at 1,357
-(live processes and those within their grace period, one key each), hist at
-2,685; VmRSS rose 36 MiB over the ~154 MiB of bcc and LLVM. Without folding
-(--keep-exited forever) the stats map filled (16,384) and VmRSS rose 550 MiB.
-STATS_PEAK_MAX and RSS_RISE_MAX_MIB are about 3x the measured figures and
-far below the unfolded ones.
+Limits, from runs on the 2-CPU machine (benchmarks/RESULTS.md, section
+churn, has the 120-s run with the default --keep-exited 10): at 500
+processes a second with --keep-exited 2, stats entries peaked at 1,357 and
+2,425 in two runs (live processes and those within their grace period, one
+key each), hist at 2,685 and 4,038; VmRSS rose 36 and 62 MiB over the ~154
+MiB of bcc and LLVM. Without folding (--keep-exited forever) the stats map
+filled (16,384) and VmRSS rose 550 MiB. STATS_PEAK_MAX and RSS_RISE_MAX_MIB
+leave room for a slower machine (more processes alive at once) and stay far
+below the unfolded figures.
 """
 
 import os
