@@ -47,7 +47,7 @@
 #define IOLT_INFLIGHT_BITS 16        /* 65536 slots of 64 bytes (4 MiB); range 0..20 */
 #endif
 #define IOLT_INFLIGHT_SLOTS (1 << IOLT_INFLIGHT_BITS)
-#define IOLT_INFLIGHT_WAYS 2         /* slots per set a request may take; power of two <= slots */
+#define IOLT_INFLIGHT_WAYS 4         /* slots per set a request may take; power of two <= slots */
 #ifndef IOLT_STATS_ENTRIES
 #define IOLT_STATS_ENTRIES 16384     /* (pid, cgroup, disk, op) keys; range 8..1M */
 #endif

@@ -51,7 +51,7 @@ EXITED_COMM = "[exited]"
 DEFAULT_KEEP_EXITED_S = 10.0
 
 DEFAULT_INFLIGHT_BITS = 16  # 65536 in-flight slots
-INFLIGHT_WAYS = 2           # slots a request may take in its set
+INFLIGHT_WAYS = 4           # slots a request may take in its set
 DEFAULT_STATS_ENTRIES = 16384
 DEFAULT_HIST_ENTRIES = 262144
 

@@ -88,7 +88,7 @@ def fio_jobs(dev, jobs, depth, seconds):
             "--group_reporting", "--output-format=json"]
 
 
-@pytest.mark.parametrize("inflight", [None, 8])
+@pytest.mark.parametrize("inflight", [None, 2])
 def test_overload_counts_equal_fio_minus_dropped(loopdev, tmp_path, inflight):
     need_tool("fio")
     # ioltrace counts requests, fio counts its I/Os: with merges off, one each.
