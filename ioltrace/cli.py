@@ -99,14 +99,22 @@ class Parser(argparse.ArgumentParser):
                        f"see '{self.prog} --help'")
 
 
-def positive_float(text):
+def seconds_arg(text, low, also=""):
+    """A float number of seconds in [low, 86400]; `also` names what else the
+    option accepts, for the error messages."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0.05 <= v <= 86400):
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.05 and 86400 seconds")
+        what = f"a number of seconds or {also}" if also else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not (low <= v <= 86400):
+        more = f", or {also}" if also else ""
+        raise argparse.ArgumentTypeError(f"{text!r} must be between {low:g} and 86400 seconds{more}")
     return v
+
+
+def positive_float(text):
+    return seconds_arg(text, 0.05)
 
 
 def positive_int(text):
@@ -127,15 +135,7 @@ def pid_arg(text):
 
 
 def keep_exited_arg(text):
-    if text == "forever":
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds or 'forever'") from None
-    if not (0 <= v <= 86400):
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 86400 seconds, or 'forever'")
-    return v
+    return None if text == "forever" else seconds_arg(text, 0, also="'forever'")
 
 
 def comm_arg(text):
@@ -228,12 +228,12 @@ def filter_options():
 
 def tracer_options():
     """filter_options, and what only the block/syscall tracer has."""
-    from .layout import DEFAULT_KEEP_EXITED_S as DEFAULT_GRACE_S
+    from .layout import DEFAULT_KEEP_EXITED_S
 
     p = argparse.ArgumentParser(add_help=False, parents=[filter_options()])
-    p.add_argument("--keep-exited", type=keep_exited_arg, default=DEFAULT_GRACE_S, metavar="SECONDS",
+    p.add_argument("--keep-exited", type=keep_exited_arg, default=DEFAULT_KEEP_EXITED_S, metavar="SECONDS",
                    help="seconds an exited process keeps its own rows before its counts move to its cgroup's "
-                        f"'exited' row, which bounds memory under process churn (default {DEFAULT_GRACE_S:g}; "
+                        f"'exited' row, which bounds memory under process churn (default {DEFAULT_KEEP_EXITED_S:g}; "
                         "'forever': never)")
     return p
 

@@ -15,9 +15,7 @@ import os
 import time
 
 from . import layout, maps
-from .records import Key, Snapshot, SysKey
-
-DEFAULT_GRACE_S = layout.DEFAULT_KEEP_EXITED_S
+from .records import Snapshot
 
 _NEVER = (0, layout.OTHER_TGID, layout.EXITED_TGID)  # tgid 0: I/O with no process (kernel threads' idle)
 
@@ -29,7 +27,7 @@ def proc_alive(tgid, proc="/proc"):
 class Folder:
     """Which tgids to fold at each snapshot, and the folded counts so far."""
 
-    def __init__(self, grace_s=DEFAULT_GRACE_S, alive=proc_alive, clock=time.monotonic):
+    def __init__(self, grace_s=layout.DEFAULT_KEEP_EXITED_S, alive=proc_alive, clock=time.monotonic):
         self.grace = grace_s
         self.alive = alive
         self.clock = clock
@@ -58,11 +56,7 @@ class Folder:
         """Fold `part` (a Snapshot of the deleted entries) into the folded
         counts."""
         f = self.folded
-        self.folded = f._replace(
-            totals=maps.fold_into(f.totals, part.totals), hists=maps.fold_into(f.hists, part.hists),
-            errors=maps.fold_into(f.errors, part.errors), sys_totals=maps.fold_into(f.sys_totals, part.sys_totals),
-            sys_hists=maps.fold_into(f.sys_hists, part.sys_hists),
-            sys_errors=maps.fold_into(f.sys_errors, part.sys_errors))
+        self.folded = f._replace(**{n: maps.fold_into(getattr(f, n), getattr(part, n)) for n in maps.CELL_FIELDS})
         self.processes += len({k.tgid for k in part.totals} | {k.tgid for k in part.sys_totals})
 
     def apply(self, snap, take):
@@ -76,16 +70,11 @@ class Folder:
         f = self.folded
         if not (due or f.totals or f.sys_totals):
             return snap
-        return snap._replace(
-            totals={**_without(snap.totals, due), **f.totals}, hists={**_without(snap.hists, due), **f.hists},
-            errors={**_without(snap.errors, due), **f.errors},
-            sys_totals={**_without(snap.sys_totals, due), **f.sys_totals},
-            sys_hists={**_without(snap.sys_hists, due), **f.sys_hists},
-            sys_errors={**_without(snap.sys_errors, due), **f.sys_errors})
+        return snap._replace(**{n: {**_without(getattr(snap, n), due), **getattr(f, n)} for n in maps.CELL_FIELDS})
 
 
 def _without(cells, tgids):
     """cells (a Snapshot field) without the entries of these tgids."""
     if not tgids:
         return cells
-    return {c: v for c, v in cells.items() if (c.tgid if isinstance(c, (Key, SysKey)) else c[0].tgid) not in tgids}
+    return {c: v for c, v in cells.items() if maps.cell_key(c).tgid not in tgids}

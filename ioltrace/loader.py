@@ -144,7 +144,7 @@ class Tracer:
     """
 
     def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None,
-                 keep_exited=fold.DEFAULT_GRACE_S):
+                 keep_exited=layout.DEFAULT_KEEP_EXITED_S):
         self.opts = opts
         self.folder = fold.Folder(keep_exited)
         self.bpf = self.sys = None

@@ -150,6 +150,17 @@ def _delta_hists(cur, prev):
     return out
 
 
+# The Snapshot fields keyed by process (Key, SysKey, or a (key, x) pair):
+# the ones folding and refolding touch.
+CELL_FIELDS = ("totals", "hists", "errors", "sys_totals", "sys_hists", "sys_errors")
+
+
+def cell_key(cell):
+    """The Key or SysKey of a Snapshot dict key: itself, or the first of a
+    (key, stage/errno) pair."""
+    return cell if isinstance(cell, (Key, SysKey)) else cell[0]
+
+
 def folded_key(key):
     """The key a process's key is folded into when it has exited (fold.py):
     same cgroup, disk and op (or syscall), tgid and tid EXITED_TGID. None for
@@ -161,10 +172,9 @@ def folded_key(key):
 
 def _folded_cell(cell):
     """folded_key for a dict key that is a Key/SysKey or a (key, x) pair."""
-    if isinstance(cell, (Key, SysKey)):
-        return folded_key(cell)
-    f = folded_key(cell[0])
-    return None if f is None else (f, cell[1])
+    key = cell_key(cell)
+    f = folded_key(key)
+    return f if f is None or key is cell else (f, cell[1])
 
 
 def add_totals(a, b):
@@ -210,11 +220,7 @@ def refold(prev, cur):
     difference between the two exact again. Keep a baseline refolded against
     each new snapshot (session.run does): then a pid that is reused after its
     fold starts from zero, as its kernel entry does."""
-    return prev._replace(
-        totals=_refold_field(prev.totals, cur.totals), hists=_refold_field(prev.hists, cur.hists),
-        errors=_refold_field(prev.errors, cur.errors), sys_totals=_refold_field(prev.sys_totals, cur.sys_totals),
-        sys_hists=_refold_field(prev.sys_hists, cur.sys_hists),
-        sys_errors=_refold_field(prev.sys_errors, cur.sys_errors))
+    return prev._replace(**{f: _refold_field(getattr(prev, f), getattr(cur, f)) for f in CELL_FIELDS})
 
 
 def delta(cur, prev):

@@ -22,7 +22,6 @@ import csv
 import errno
 import json
 import os
-import re
 import shutil
 import subprocess
 
@@ -37,6 +36,8 @@ from ioltrace.records import Key, Snapshot, Totals
 from ioltrace.views import fmt
 from ioltrace.views import hist as hview
 from ioltrace.views import top as tview
+
+from .test_prometheus import parse as parse_exposition  # the one exposition reader
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SDA = 8 << 20
@@ -330,35 +331,6 @@ def test_json_document_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------- Prometheus
-
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
-UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
-
-
-def parse_exposition(body):
-    """bytes -> {(name, frozenset(labels)): value}; every line a comment or
-    a well-formed sample, no series twice."""
-    text = body.decode("utf-8")
-    assert text.endswith("\n")
-    out = {}
-    for line in text.split("\n")[:-1]:
-        if line.startswith("#"):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"bad sample line {line!r}"
-        name, raw, value = m.groups()
-        labels, pos = {}, 0
-        while raw and pos < len(raw):
-            lm = LABEL.match(raw, pos)
-            assert lm, f"bad labels {raw!r} at {pos}"
-            labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: UNESCAPE[e.group(1)], lm.group(2))
-            pos = lm.end()
-        key = (name, frozenset(labels.items()))
-        assert key not in out, f"duplicate series {line!r}"
-        out[key] = float(value)
-    return out
-
 
 def ios_by(parsed, metric, label):
     return {dict(k[1])[label]: v for k, v in parsed.items() if k[0] == metric}

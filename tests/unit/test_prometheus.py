@@ -47,7 +47,8 @@ class FakeResolver:
 # -- a tiny reader of the exposition, independent of the writer ----------------
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+# Only the three escapes the format has, and no raw newline inside a value.
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
 UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
 
 
