@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import layout, maps
+from .. import cgnames, layout, maps
 from ..views.fmt import errno_name, spell
 
 TEXT = "text"
@@ -81,7 +81,9 @@ def escape(value):
 
 
 def _labels(names, values):
-    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values))
+    # An empty label is the same as no label to Prometheus; "workload" is
+    # left out when the cgroup path names no unit, container or pod.
+    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values) if v or n != "workload")
 
 
 # -- content negotiation --------------------------------------------------------
@@ -279,17 +281,17 @@ class Exporter:
         self.layers = []
         if "block" in layers:
             levels = [
-                Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op", False),
-                Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"),
+                Level("disk", "ioltrace_block", ("device", "op"), "per disk and op", False),
+                Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "workload", "device", "op"),
                       "per cgroup v2, disk and op", False),
             ]
             if per_process:
-                levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
+                levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "device", "op"),
                                     "per process (pid and comm), disk and op", True))
             self.layers.append(_Layer(levels, tuple(STAGE_NUMBER[s] for s in stages), tuple(stages), "ios",
                                       BLOCK_HELPS, self._entities, _block_view, _stage_sum))
         if "syscall" in layers:
-            levels = [Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "syscall"),
+            levels = [Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "workload", "syscall"),
                             "per cgroup v2 and syscall", False)]
             if per_process:
                 levels.append(Level("process_syscall", "ioltrace_process_syscall", ("pid", "comm", "syscall"),
@@ -305,14 +307,16 @@ class Exporter:
             return None
         op = layout.OPS[key.op] if key.op < len(layout.OPS) else str(key.op)
         disk = self.resolver.disk_name(key.dev)
-        ents = [(disk, op), (spell(self.resolver.cgroup_path(key.cgid)), disk, op)]
+        path = self.resolver.cgroup_path(key.cgid)
+        ents = [(disk, op), (spell(path), spell(cgnames.name_of(path)), disk, op)]
         if self.per_process:
             ents.append((_pid_label(key), spell(comm), disk, op))
         return ents
 
     def _sys_entities(self, key, comm):
         sc = layout.SYSCALLS[key.sc] if key.sc < len(layout.SYSCALLS) else str(key.sc)
-        ents = [(spell(self.resolver.cgroup_path(key.cgid)), sc)]
+        path = self.resolver.cgroup_path(key.cgid)
+        ents = [(spell(path), spell(cgnames.name_of(path)), sc)]
         if self.per_process:
             ents.append((_pid_label(key), spell(comm), sc))
         return ents
