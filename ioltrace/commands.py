@@ -284,7 +284,7 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
 
 
 def _print_top(state, view, with_controls, width=80, layer="block"):
-    lines = list(state.header)
+    lines = view.fit_lines(state.header, width)
     lines += view.table_lines(view.sort_rows(state.rows, state.sort, state.reverse), width=width,
                               with_controls=with_controls, layer=layer)
     sys.stdout.write("\n".join(lines) + "\n\n")
@@ -303,7 +303,7 @@ def _print_summary(first, last, args, resolver, ops, controls_of, title=None):
     rows = view.sort_rows(view.rows(block, seconds, controls_of, sys_, sys_bytes=layer == "syscall"), "bytes")
     lines = [title or f"Summary of {seconds:.1f}s, by {args.by}, top {min(len(rows), 20)} of {len(rows)} by bytes:"]
     lines += view.header_lines(rows, session.alarm_counters(whole.counters), "whole run", seconds, args.by,
-                               "bytes")[1:]
+                               "bytes", width=getattr(args, "width", 80))[1:]
     lines += view.table_lines(rows, width=getattr(args, "width", 80), with_controls=controls_of is not None,
                               limit=20, layer=layer)
     sys.stdout.write("\n".join(lines) + "\n")
