@@ -11,6 +11,7 @@ import time
 
 from . import group, layout, session
 from .errors import BadInput
+from .export.paths import same_output
 from .loader import Options, Tracer
 from .resolve import Resolver
 
@@ -82,6 +83,7 @@ def open_outputs(args):
     from .export.csv import CsvWriter
     from .export.json import LinesWriter
 
+    same_output(getattr(args, "csv", None), getattr(args, "json", None))
     writer = CsvWriter(args.csv) if getattr(args, "csv", None) else None
     try:
         jwriter = LinesWriter(args.json) if getattr(args, "json", None) else None
@@ -89,7 +91,8 @@ def open_outputs(args):
         if writer is not None:
             writer.close()
             try:
-                os.unlink(args.csv)
+                if not writer.stdout:
+                    os.unlink(args.csv)
             except OSError:
                 pass
         raise
@@ -97,8 +100,8 @@ def open_outputs(args):
 
 
 def json_to_stdout(args):
-    """--json -: stdout carries JSON lines only; text output is left out."""
-    return getattr(args, "json", None) == "-"
+    """--json - or --csv -: stdout carries JSON lines (or CSV) only; text output is left out."""
+    return "-" in (getattr(args, "json", None), getattr(args, "csv", None))
 
 
 def open_tracer(args, resolver, **extra):
@@ -239,7 +242,7 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
     from .views import top as view
 
     ops = _ops(args)
-    only_json = jwriter is not None and jwriter.stdout
+    only_json = json_to_stdout(args)
     batch = args.batch or only_json or not sys.stdout.isatty()
     controls_of = _controls_lookup(args, resolver)
     state = TopState(args)
@@ -257,8 +260,8 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
                 write_csv(writer, delta, args, resolver, start, end)
             if jwriter is not None:
                 write_json(jwriter, delta, args, resolver, start, end)
-                if only_json:
-                    return
+            if only_json:
+                return
             block, sys_ = interval_groups(delta, args, resolver, split_disk=False)
             rows = view.rows(block, end - start, controls_of, sys_, sys_bytes=layer == "syscall")
             header = view.header_lines(rows, session.alarm_counters(delta.counters),

@@ -11,6 +11,7 @@ kill -9 never leaves a broken row. Knows nothing of terminals.
 import csv
 import io
 import os
+import sys
 from datetime import datetime, timezone
 
 from .. import layout
@@ -61,6 +62,12 @@ class CsvWriter:
 
     def __init__(self, path):
         self.path = path
+        self.fd = None
+        self.stdout = path == "-"
+        if self.stdout:     # as --json -: the recording on stdout, no text beside it
+            self.fd = os.dup(sys.stdout.fileno())
+            self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
+            return
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)  # never world-writable, whatever the umask
         except OSError as e:
@@ -68,6 +75,8 @@ class CsvWriter:
         self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
 
     def _write(self, text):
+        if self.stdout:
+            sys.stdout.flush()      # text already written goes first
         data = spell(text).encode("utf-8")
         while data:
             n = os.write(self.fd, data)

@@ -40,9 +40,13 @@ CASES = {
     "csv_no_dir": ["hist", "--csv", f"{NO_DIR}/x.csv"],
     "csv_is_dir": ["hist", "--csv", "{dir}"],
     "disk_newline": ["hist", "--disk", "no\nsuch"],
+    # One file for both recordings would interleave CSV and JSON lines.
+    "csv_json_same": ["hist", "--csv", "{dir}/x", "--json", "{dir}/x"],
+    "csv_json_same_spelled_apart": ["top", "-b", "--csv", "{dir}/x", "--json", "{dir}/../adir/./x"],
+    "csv_json_both_stdout": ["run", "--csv", "-", "--json", "-", "--", "true"],
 }
 EXPECT = {"pid_missing": "no such process", "csv_no_dir": f"{NO_DIR}/x.csv", "disk": "nosuchdisk",
-          "cgroup": "/no/such/cgroup", "comm_16": "15 bytes", "comm_16_bytes_8_chars": "15 bytes"}
+          "cgroup": "/no/such/cgroup", "csv_json_same": "same file", "csv_json_both_stdout": "same stdout", "comm_16": "15 bytes", "comm_16_bytes_8_chars": "15 bytes"}
 
 
 def params():
