@@ -148,7 +148,8 @@ def hist(args):
 
         with session.Stopper() as stopper:
             session.run(tracer, args.interval, args.count, on_interval, stopper,
-                        announce=lambda: session.banner(tracer, args.verbose))
+                        announce=lambda: session.banner(tracer, args.verbose,
+                                                        end_line=session.ending(args.interval, args.count)))
     finally:
         close_all(tracer, writer, jwriter)
     return 0
@@ -280,7 +281,8 @@ def live_view(tracer, resolver, args, writer=None, jwriter=None):
                     return screen.wait(deadline, state, view, controls_of is not None, stopper)
 
             return session.run(tracer, args.interval, args.iterations, on_interval, stopper, wait=wait,
-                               announce=(lambda: session.banner(tracer, args.verbose)) if batch else None)
+                               announce=(lambda: session.banner(tracer, args.verbose, end_line=session.ending(
+                                   args.interval, args.iterations))) if batch else None)
     finally:
         if screen is not None:
             screen.close()
@@ -349,7 +351,8 @@ def run(args):
 
                 forward = _ForwardingStopper(stopper, started)
                 first, last = session.run(tracer, None, None, lambda *a: None, forward, on_start=start,
-                                          announce=(lambda: session.banner(tracer, True)) if args.verbose else None)
+                                          announce=(lambda: session.banner(tracer, True, end_line=session.ending(
+                                              command=True))) if args.verbose else None)
                 child = started[0]
                 code = _wait_child(child)
             leftover = cg.procs()
@@ -482,7 +485,8 @@ def loop(args):
     steps = [f"{a} -> {b}" for a, b in zip(events, events[1:])]
     try:
         prev = tracer.snapshot()  # the baseline, before anyone is told to start
-        sys.stderr.write(f"probes: {', '.join(events)} (tracepoints)\nTracing... Hit Ctrl-C to end.\n")
+        sys.stderr.write(f"probes: {', '.join(events)} (tracepoints)\n"
+                         + session.ending(args.interval, args.count, what="events") + "\n")
         with session.Stopper() as stopper:
             n = 0
             t0 = time.monotonic()

@@ -49,7 +49,17 @@ class Stopper:
         return False
 
 
-def banner(tracer, verbose, out=sys.stderr):
+def ending(interval=None, count=None, command=False, what="block I/O"):
+    """The banner's last line: how this run ends. "Hit Ctrl-C" only when
+    nothing else ends it (no count, no command), as bcc's tools say it."""
+    if command:
+        return f"Tracing {what} until the command exits."
+    if interval is not None and count:
+        return f"Tracing {what} for {count} interval{'s' if count > 1 else ''} of {interval:g}s."
+    return f"Tracing {what}... Hit Ctrl-C to end."
+
+
+def banner(tracer, verbose, out=sys.stderr, end_line=None):
     start = ""
     if tracer.start_tp:
         start = f"; start event {tracer.start_tp}" + (
@@ -58,7 +68,7 @@ def banner(tracer, verbose, out=sys.stderr):
     if verbose:
         out.write(f"headers: {tracer.headers.detail}\n")
         out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")
-    out.write("Tracing block I/O... Hit Ctrl-C to end.\n")
+    out.write((end_line or ending()) + "\n")
     out.flush()
 
 
