@@ -21,7 +21,9 @@ Schema "ioltrace-report/1" (README.md, "Reports, comparisons and plots"):
            "latency": {stage: LATENCY},  # stage: queue, device, total, latency, ...
            "windows": [WINDOW, ...]}     # only with --interval
     LATENCY = {"count": int, "mean_ns": float, "mean_exact": bool,
-               "stddev_ns", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p99.9_ns": float,
+               "stddev_ns", "p50_ns", "p90_ns", "p99_ns", "p99.9_ns": float,
+               "min_bucket_low_ns": float,      # every sample >= this (its bucket's low bound)
+               "max_bucket_high_ns": float | null,  # every sample < this; null: overflow bucket
                "buckets": [[low_ns, high_ns | null, count], ...]}   # non-empty buckets
     WINDOW = {"start_s", "end_s", "seconds": float,    # from the recording's start
               "ios": int, "iops", "bytes_per_s": float,
@@ -58,8 +60,12 @@ def _num(v):
 def latency_dict(series, stage, seconds, buckets=True):
     d = stats.describe(series, stage, seconds)
     out = {"count": d["count"], "mean_ns": _num(d["mean"]), "mean_exact": d["mean_exact"]}
-    for k in ("stddev", "min", "max") + tuple(f"p{p:g}" for p in hist.PERCENTILES):
+    for k in ("stddev",) + tuple(f"p{p:g}" for p in hist.PERCENTILES):
         out[f"{k}_ns"] = _num(d[k])
+    # Bucket bounds, named so: the smallest sample is >= min_bucket_low_ns,
+    # the largest < max_bucket_high_ns (null: the overflow bucket).
+    out["min_bucket_low_ns"] = _num(d["min_low"])
+    out["max_bucket_high_ns"] = _num(d["max_high"])
     if buckets:
         counts = series.hists.get(stage, hist.empty())
         out["buckets"] = [[int(layout.BUCKET_LOW[i]),

@@ -45,7 +45,7 @@ def stats_lines(g, stage, seconds):
     secs = max(seconds, 1e-9)
     line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"
              f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}")
-    line2 = (f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}  "
+    line2 = (f"  {fmt.min_max(s)}  "
              + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES))
     lines = [line1, line2]
     if g.errors:

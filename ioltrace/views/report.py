@@ -16,7 +16,7 @@ from .hist import footer, render_hist, title
 PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
 CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
               "ios", "bytes", "errors", "iops", "bytes_per_s", "count", "mean_ns", "mean_exact", "stddev_ns",
-              "min_ns", "max_ns") + tuple(f"{p}_ns" for p in PCTS)
+              "min_bucket_low_ns", "max_bucket_high_ns") + tuple(f"{p}_ns" for p in PCTS)
 
 
 def kernel_footer(counters):
@@ -37,7 +37,7 @@ def figure_lines(d, errnos=None, per_s="IOPS"):
     mean = fmt.ns(d["mean"]) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
     lines = [f"  count {d['ios']}  {per_s} {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
              f"  mean {mean}  stddev {fmt.ns(d['stddev'])}",
-             f"  min {fmt.ns(d['min'])}  max {fmt.ns(d['max'])}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
+             f"  {fmt.min_max(d)}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
     if d["errors"]:
         lines.append("  errors " + (", ".join(f"{k}={v}" for k, v in errnos) if errnos else str(d["errors"])))
     return lines
@@ -92,7 +92,7 @@ def csv_text(sel, stages=()):
         gid = s.id
         w.writerow([gid.kind, gid.key, gid.name, gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
                     d["ios"], d["bytes"], d["errors"], f"{d['iops']:.3f}", f"{d['bytes_per_s']:.1f}", d["count"],
-                    _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min", "max") + PCTS)])
+                    _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min_low", "max_high") + PCTS)])
 
     for s in sel.series:
         for stage in stages_of(s, wanted=stages):
@@ -106,4 +106,4 @@ def csv_text(sel, stages=()):
 
 
 def _num(v):
-    return "" if v != v else f"{v:.1f}"
+    return "" if v != v or v == float("inf") else f"{v:.1f}"
