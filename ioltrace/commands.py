@@ -131,9 +131,11 @@ def hist(args):
                 write_csv(writer, delta, args, resolver, start, end)
             if jwriter is not None:
                 write_json(jwriter, delta, args, resolver, start, end)
-                if jwriter.stdout:
-                    return
-            block, sys_ = interval_groups(delta, args, resolver, split_disk=args.by == "disk" or bool(args.disk))
+            if json_to_stdout(args):
+                return
+            # Several disks are never merged into one histogram without a label: split by disk.
+            several = len({k.dev for k in delta.totals}) > 1
+            block, sys_ = interval_groups(delta, args, resolver, split_disk=args.by == "disk" or bool(args.disk) or several)
             lines = []
             if args.timestamp:
                 lines.append(time.strftime("%H:%M:%S", time.localtime(end)))

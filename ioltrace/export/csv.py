@@ -65,7 +65,6 @@ class CsvWriter:
         self.fd = None
         self.stdout = path == "-"
         if self.stdout:     # as --json -: the recording on stdout, no text beside it
-            self.fd = os.dup(sys.stdout.fileno())
             self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
             return
         try:
@@ -76,7 +75,9 @@ class CsvWriter:
 
     def _write(self, text):
         if self.stdout:
-            sys.stdout.flush()      # text already written goes first
+            sys.stdout.write(spell(text))
+            sys.stdout.flush()
+            return
         data = spell(text).encode("utf-8")
         while data:
             n = os.write(self.fd, data)

@@ -58,13 +58,17 @@ def render(sel, stages=(), millis=False):
     unit_ns, unit_name = (1e6, "msecs") if millis else (1e3, "usecs")
     out = [header(sel)]
     approx = False
+    # Keys whose disks were merged say so: one histogram over sda and nvme0n1
+    # is neither disk's.
+    disks = sorted(d for d in sel.seen.get("disk", ()) if d != "*")
+    merged = f"  {len(disks)} disks merged" if len(disks) > 1 else ""
     for s in sel.series:
         errnos = [(k.split(":", 1)[1], v) for k, v in sorted(s.counters.items()) if k.startswith("errno:")]
         for stage in stages_of(s, wanted=stages):
             counts = s.hists[stage]
             if not counts.any():
                 continue
-            out += ["", title(s, stage)]
+            out += ["", title(s, stage) + (merged if s.id.disk == "*" and s.layer != "syscall" else "")]
             out += render_hist(counts, unit_ns, unit_name)
             d = stats.describe(s, stage, sel.seconds)
             approx |= not d["mean_exact"]
@@ -78,6 +82,8 @@ def render(sel, stages=(), millis=False):
         out.append(foot)
     if approx:
         out.append("~ mean from bucket midpoints (no exact sum recorded for these samples)")
+    if merged and any(s.id.disk == "*" and s.layer != "syscall" for s in sel.series):
+        out.append(f"disks merged per key: {', '.join(disks)}; --by disk or --disk NAME splits them")
     return out
 
 
