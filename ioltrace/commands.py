@@ -352,7 +352,17 @@ def run(args):
                     return started[0]
 
                 forward = _ForwardingStopper(stopper, started)
-                first, last = session.run(tracer, None, None, lambda *a: None, forward, on_start=start,
+                # Recordings get intervals (time to plot against); the report covers the whole run.
+                every = session.RUN_RECORD_S if writer is not None or jwriter is not None else None
+
+                def record(delta, start_ts, end_ts, final):
+                    if writer is not None:
+                        write_csv(writer, delta, args, resolver, start_ts, end_ts)
+                    if jwriter is not None:
+                        write_json(jwriter, delta, args, resolver, start_ts, end_ts)
+
+                first, last = session.run(tracer, every, None, record, forward, on_start=start,
+                                          wait=session.until_exit(started, forward),
                                           announce=(lambda: session.banner(tracer, True, end_line=session.ending(
                                               command=True))) if args.verbose else None)
                 child = started[0]
@@ -367,13 +377,7 @@ def run(args):
 
     whole = maps.delta(last, first)
     seconds = (last.time_ns - first.time_ns) / 1e9
-    wall_end = time.time()
-    if writer is not None:
-        write_csv(writer, whole, args, resolver, wall_end - seconds, wall_end)
-        writer.close()
-    if jwriter is not None:
-        write_json(jwriter, whole, args, resolver, wall_end - seconds, wall_end)
-        jwriter.close()
+    close_all(writer, jwriter)
     _print_run_report(whole, seconds, args, resolver, ops, hview, leftover)
     return code
 

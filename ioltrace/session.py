@@ -117,5 +117,26 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
             return first, cur
 
 
+# Seconds between the intervals `run --csv/--json` records (range 0.05..86400):
+# a plot of the run has a column per second; the report sums them all.
+RUN_RECORD_S = 1.0
+
+
+def until_exit(started, stopper, poll_s=0.05):
+    """A wait(deadline) for run(): sleeps to the deadline, but returns as
+    soon as the traced command (started[0]) exits, so the last interval
+    ends with it; asks stopper.stopped meanwhile (which passes Ctrl-C on)."""
+    def wait(deadline):
+        while True:
+            stopper.stopped     # noqa: B018 (the property forwards a pending signal)
+            if started and started[0].poll() is not None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, poll_s))
+    return wait
+
+
 def alarm_counters(counters):
     return {k: v for k, v in counters.items() if k in layout.ALARM_COUNTERS and v}
