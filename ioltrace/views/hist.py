@@ -4,7 +4,7 @@ Takes Groups (group.by_key) and returns text; the fine kernel buckets are
 drawn as power-of-two rows but every statistic uses the fine buckets.
 """
 
-from .. import hist
+from .. import cgnames, hist
 from . import fmt
 
 BAR_WIDTH = 40
@@ -34,7 +34,10 @@ def title(g, stage, width=80):
               "cgroup-v1": "cgroup-v1 ", "disk": "disk "}.get(gid.kind, "")
     close = ")" if gid.kind in ("process", "thread") else ""
     room = max(8, width - len(prefix) - len(close) - len(tail))
-    return prefix + fmt.truncate(gid.name, room) + close + tail
+    name = gid.name
+    if gid.kind in ("cgroup", "cgroup-v1") and cgnames.name_of(name):
+        name += f" [{cgnames.name_of(name)}]"   # at the end, which truncation keeps
+    return prefix + fmt.truncate(name, room) + close + tail
 
 
 def stats_lines(g, stage, seconds):

@@ -8,13 +8,13 @@ per time window. Returns lines or a string; never reads files or prints.
 import csv
 import io
 
-from .. import hist, layout, stats
+from .. import cgnames, hist, layout, stats
 from ..recording import Series, stages_of
 from . import fmt
 from .hist import footer, render_hist, title
 
 PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
-CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
+CSV_FIELDS = ("kind", "key", "name", "workload", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
               "ios", "bytes", "errors", "iops", "bytes_per_s", "count", "mean_ns", "mean_exact", "stddev_ns",
               "min_bucket_low_ns", "max_bucket_high_ns") + tuple(f"{p}_ns" for p in PCTS)
 
@@ -96,7 +96,8 @@ def csv_text(sel, stages=()):
     def row(s, stage, secs, span):
         d = stats.describe(s, stage, secs)
         gid = s.id
-        w.writerow([gid.kind, gid.key, gid.name, gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
+        w.writerow([gid.kind, gid.key, gid.name,
+                    cgnames.name_of(gid.name) if gid.kind in ("cgroup", "cgroup-v1") else "", gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
                     d["ios"], d["bytes"], d["errors"], f"{d['iops']:.3f}", f"{d['bytes_per_s']:.1f}", d["count"],
                     _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min_low", "max_high") + PCTS)])
 
