@@ -125,6 +125,8 @@ def sort_rows(rows_, sort="write", reverse=True):
     field = SORT_KEYS.get(sort, sort)
 
     def k(r):
+        if field == "errors" and sort == "errors":
+            return (1, r.errors + r.sys_errors)   # either layer's, whichever columns show
         v = getattr(r, field)
         if isinstance(v, float) and math.isnan(v):
             return (0, 0)  # no data sorts last when descending

@@ -84,3 +84,11 @@ def test_cgroup_rows_show_the_workload_beside_the_id(kind):
 
 def test_process_rows_have_no_workload():
     assert all(r.workload == "" for r in sample_rows())
+
+
+def test_sort_by_errors_counts_either_layer():
+    rows_ = tview.rows([block_group("1", "a", "write", 10, 1, errors=1)], 1.0,
+                       sys_groups=[sys_group("2", "b", "read", 10, errors=3)])
+    assert [r.key for r in tview.sort_rows(rows_, "errors")] == ["2", "1"]
+    assert [r.key for r in tview.sort_rows(rows_, "scerr")] == ["2", "1"]
+    assert [r.key for r in tview.sort_rows(rows_, "ioerr")] == ["1", "2"]
