@@ -11,7 +11,8 @@ Shapes recognised (each has a row in tests/unit/test_cgnames.py):
   /system.slice/nginx.service                              systemd unit
   /user.slice/user-1000.slice/session-3.scope              a user's unit
   /system.slice/docker-<id>.scope, /docker/<id>            docker
-  /system.slice/containerd-<id>.scope, /<ns>/<id>?         containerd (nerdctl)
+  /system.slice/nerdctl-<id>.scope                         containerd (nerdctl)
+  /<parent>/<id>                                           a container by a cgroupfs driver
   /machine.slice/libpod-<id>.scope, /libpod_parent/...     podman
   .../crio-<id>.scope, .../crio-<id>                       CRI-O
   /kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid>.slice/cri-containerd-<id>.scope
@@ -27,16 +28,16 @@ from typing import NamedTuple
 SHORT_ID = 12
 
 # Scope/directory prefixes container runtimes use, and the runtime each means.
-_RUNTIME_PREFIXES = (
-    ("cri-containerd", "containerd"),
-    ("libpod-conmon", "podman-conmon"),
-    ("crio-conmon", "crio-conmon"),
-    ("containerd", "containerd"),
-    ("nerdctl", "containerd"),
-    ("libpod", "podman"),
-    ("docker", "docker"),
-    ("crio", "crio"),
-)
+_RUNTIME_PREFIXES = {
+    "cri-containerd": "containerd",
+    "containerd": "containerd",
+    "nerdctl": "containerd",
+    "libpod": "podman",
+    "libpod-conmon": "podman-conmon",   # the container's monitor, not the container
+    "docker": "docker",
+    "crio": "crio",
+    "crio-conmon": "crio-conmon",
+}
 # A runtime-prefixed id: "docker-<hex>.scope" (systemd driver) or "crio-<hex>" (cgroupfs).
 _PREFIXED_ID = re.compile(r"^(?P<prefix>[a-z-]+?)-(?P<id>[0-9a-f]{64})(?:\.scope)?$")
 _BARE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -46,6 +47,9 @@ _POD_SYSTEMD = re.compile(r"^kubepods(?:-(?P<qos>burstable|besteffort))?-pod(?P<
 _POD_CGROUPFS = re.compile(r"^pod(?P<uid>[0-9a-f-]+)$")
 _USER_SLICE = re.compile(r"^user-(?P<uid>\d+)\.slice$")
 _UNIT_SUFFIXES = (".service", ".scope", ".slice", ".socket", ".mount", ".swap")
+# Slices every host has: they say nothing about the workload inside.
+_STANDARD_SLICES = frozenset({"system.slice", "user.slice", "machine.slice", "app.slice", "session.slice",
+                              "background.slice"})
 
 
 class CgroupName(NamedTuple):
@@ -84,7 +88,7 @@ def _unescape_unit(name):
 def _container(part):
     """(runtime, short id) if this path component is a container's, else None."""
     m = _PREFIXED_ID.match(part)
-    runtime = m and dict(_RUNTIME_PREFIXES).get(m.group("prefix"))
+    runtime = m and _RUNTIME_PREFIXES.get(m.group("prefix"))
     return (runtime, m.group("id")[:SHORT_ID]) if runtime else None
 
 
@@ -103,8 +107,8 @@ def parse(path: str) -> CgroupName:
             parent = p
             continue
         if _BARE_ID.match(p):
-            # cgroupfs drivers name the directory by the bare id; who made it
-            # is the parent directory ("docker", "libpod_parent", a pod).
+            # cgroupfs drivers name the directory by the bare id; the parent
+            # says whose it is ("docker", "libpod_parent"; a pod's says nothing).
             container = p[:SHORT_ID]
             runtime = ("docker" if parent == "docker" else
                        "podman" if parent.startswith("libpod") else "container")
@@ -126,12 +130,9 @@ def parse(path: str) -> CgroupName:
         elif _USER_SLICE.match(p):
             user = _USER_SLICE.match(p).group("uid")
             unit = ""
-        elif p.endswith(_UNIT_SUFFIXES) and not p.startswith(("user@", "machine-libpod_pod_")):
-            if p.endswith(".slice") and (p in ("system.slice", "user.slice", "machine.slice")
-                                         or p.startswith("user-") or p in ("app.slice", "session.slice")):
-                pass    # the standard slices say nothing about the workload
-            else:
-                unit = _unescape_unit(p)
+        elif (p.endswith(_UNIT_SUFFIXES) and p not in _STANDARD_SLICES
+              and not p.startswith(("user@", "machine-libpod_pod_"))):
+            unit = _unescape_unit(p)
         parent = p
     return CgroupName(unit, user, runtime, container, pod_uid, qos if in_kubepods else "")
 

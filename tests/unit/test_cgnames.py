@@ -26,6 +26,8 @@ CASES = [
     ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-4242.scope",
      "user 1000 app-gnome-firefox-4242.scope"),
     ("/user.slice/user-1000.slice/user@1000.service", "user 1000"),
+    ("/user.slice/user-1000.slice/user@1000.service/background.slice/tracker-miner-fs-3.service",
+     "user 1000 tracker-miner-fs-3.service"),
     # docker: systemd driver (v2 and v1 blkio), cgroupfs driver, docker in docker
     (f"/system.slice/docker-{ID}.scope", f"docker:{SHORT}"),
     (f"/docker/{ID}", f"docker:{SHORT}"),
