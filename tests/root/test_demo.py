@@ -1,7 +1,7 @@
 """`ioltrace demo` on a real kernel, judged by the kernel's own cgroup files.
 
 While the demo runs, the test reads the demo's cgroups' stat files itself
-(blkio.bfq.io_service_bytes / blkio.throttle.io_service_bytes on a v1 blkio
+(blkio.throttle.io_service_bytes, counted at bio submission, on a v1 blkio
 host, io.stat on cgroup v2) and the limit the demo wrote, and compares the
 demo's verdict with what those files say. Each test also checks that the
 demo left no loop device, cgroup or scratch file behind, after a normal end
@@ -146,7 +146,7 @@ def test_weights_demo_verdict_agrees_with_the_kernels_count():
     last = {}
 
     def stat(pid):
-        return "blkio.bfq.io_service_bytes" if "blkio" in group_dir(pid, "") else "io.stat"
+        return "blkio.throttle.io_service_bytes" if "blkio" in group_dir(pid, "") else "io.stat"
 
     p = watch_demo(["--duration", "6"], ["weight1000", "weight500"], stat, lambda t, s, dev, pid: last.update(s))
     assert p.returncode == 0, p.stderr
