@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from ioltrace import demo
+
 from .conftest import REPO, cgroup2_root, need_tool
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
@@ -132,11 +134,15 @@ def test_throttle_demo_holds_the_limited_group_at_its_limit():
     rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
     assert abs(rate - limit) <= 0.15 * limit, (rate, limit)
     # The demo's own line for the limited group and its verdict agree.
-    row = re.search(r"^\s+limited\s+(\S+)\s+(\S+)\s+(\S+)", p.stdout, re.M)
+    row = re.search(r"^\s+limited\s+(\S+)\s+(\S+)\s+(\S+)\s+([\d.]+)ms", p.stdout, re.M)
     assert row, p.stdout
     assert "was HELD at its limit" in p.stdout, p.stdout
     kernel = row.group(3)
     assert kernel.endswith("M/s") and abs(float(kernel[:-3]) * 2**20 - rate) <= 0.1 * limit, (kernel, rate)
+    # One read at a time, held to the limit: each pread64 takes read size /
+    # rate on average, which ioltrace's syscall time must show.
+    expected_ms = demo.READ_SIZE / rate * 1e3
+    assert 0.7 * expected_ms <= float(row.group(4)) <= 1.3 * expected_ms, (row.group(0), expected_ms)
     assert leftovers() == before
 
 
