@@ -40,7 +40,7 @@ MIN_MB, MAX_MB = 64, 512  # scratch file size range; 1/8 of MemAvailable within 
 # time. A loop device over tmpfs serves a 1 MiB read in a fraction of a
 # millisecond, so a reader that waits a few milliseconds for a CPU lets its
 # queue run dry, and the shares measure the CPU scheduler, not BFQ (49-73%
-# for weight 1000 with one dd per group). So:
+# for weight 1000 with one `dd iflag=direct bs=1M` per group). So:
 # - strict_guarantees=1: BFQ hands the device one request at a time. Without
 #   it BFQ dispatches whole batches to the loop driver, which serves each
 #   cgroup in its own worker thread, and the CPU scheduler picks the order.
@@ -53,9 +53,13 @@ MIN_MB, MAX_MB = 64, 512  # scratch file size range; 1/8 of MemAvailable within 
 #   each CPU for everything else.
 # - low_latency=0: no weight raising of newly started queues, so the first
 #   seconds are shared by the weights too.
-# A loop device over a file on a real disk also works here (65-69% under
-# load) but writes a scratch file to the user's disk and shares that disk's
-# noise (one run in six gave 81%).
+# A loop device over a filled file on the real disk also held the shares
+# (65-69% beside the hogs) but writes a scratch file to the user's disk and
+# takes that disk's noise (one run in six gave 81%).
+# Weight 1000's share by the kernel's count in 3-6 runs of 5 s, tmpfs, fio
+# depth 16, low_latency=0: without strict_guarantees 57-71% (no extra load);
+# with it 65-67% alone but 46-53% beside `stress-ng --cpu 2`; with the
+# readers at nice -10 as well 66-72%, at SCHED_FIFO 64-69% beside it.
 READER_DEPTH = 16  # 2..64: requests each reader keeps submitted
 # Bytes per read: 512 KiB, one request: the loop queue takes at most 128
 # segments, and a reader's buffer is in 4 KiB pages, so 1 MiB would be split.
@@ -64,10 +68,12 @@ BFQ_TUNABLES = (("strict_guarantees", "1"), ("low_latency", "0"))
 # A group counts as backlogged in a second when on average at least this
 # many of its reads waited in the scheduler (Little's law on ioltrace's
 # queue-time sums): a reader whose queue runs dry for part of a second
-# shows a lower figure. Range 1..READER_DEPTH.
-MIN_WAITING = 4
+# shows a lower figure. Measured here: readers at normal priority beside
+# two CPU hogs showed 0.4-1.3 in their worst second, the demo's set-up 4.9
+# and more. Range 1..READER_DEPTH.
+MIN_WAITING = 2
 
-THROTTLE_BPS = 20 << 20  # --throttle limit: 20 MiB/s, far below a loop device's rate, 20 reads/s
+THROTTLE_BPS = 20 << 20  # --throttle limit: 20 MiB/s, far below a loop device's rate; 40 reads/s
 FREE_RATE = 10 * THROTTLE_BPS  # bytes/s the free group's reader asks for in --throttle
 THROTTLE_TOLERANCE = 0.10  # the limited group counts as held at its limit within 10% of it
 
