@@ -40,22 +40,6 @@ def run_cgroups(pid):
                         filter(None, (cgroup2_root(), "/sys/fs/cgroup/blkio"))) if os.path.exists(p)]
 
 
-def cgroup_tree(tag="ioltrace-"):
-    """ioltrace's cgroups (names start with the tag) in every hierarchy; other
-    software may create and remove cgroups meanwhile."""
-    found = set()
-    for root in filter(None, (cgroup2_root(), "/sys/fs/cgroup/blkio")):
-        for dirpath, dirnames, _ in os.walk(root):
-            found.update(os.path.join(dirpath, d) for d in dirnames if d.startswith(tag)
-                         and not d.startswith("ioltrace-test-"))
-    return found
-
-
-def losetup_list(tag="ioltrace-demo"):
-    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if tag in l]
-
-
 def test_run_reports_exact_bytes_and_returns_the_exit_code(loopdev, tmp_path):
     csv_path = tmp_path / "run.csv"
     p = ioltrace_run("run", "--csv", csv_path, "--", "sh", "-c",
