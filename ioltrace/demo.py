@@ -12,12 +12,9 @@ import shutil
 import subprocess
 import sys
 import time
-from argparse import Namespace
-
 from . import group, maps
 from .cgroups import ScratchCgroup
 from .errors import BadInput
-from .loader import Options, Tracer
 from .resolve import Resolver
 
 WEIGHTS = (1000, 500)
@@ -114,14 +111,14 @@ def reader_argv(device, seconds):
     return ["sh", "-c", f'while :; do dd if="{device}" of=/dev/null bs=64k iflag=direct 2>/dev/null || exit; done']
 
 
-def run(args):
-    from .commands import _print_summary, live_view
+def run(opts):
+    """The experiment; opts: commands.demo.Options."""
+    from .commands import top
 
     resolver = Resolver()
     out = sys.stdout
     made = []
     readers = []
-    tracer = None
     try:
         loop = LoopDevice(scratch_size_mb())
         made.append(loop)
@@ -140,38 +137,28 @@ def run(args):
         else:
             out.write(f"demo: weights cannot take effect on this host ({how if kind is None else 'writing ' + how + ' failed'}); "
                       "the readers run unweighted\n")
-        cgid, level = resolver.cgroup_filter(parent.rel)
-        tracer = Tracer(Options(cgid=cgid, cglevel=level), verbose=args.verbose)
-        for cg in groups:
-            readers.append(subprocess.Popen(reader_argv(loop.path, args.duration + 5), preexec_fn=cg.join,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        view_args = Namespace(by="cgroup", interval=1.0, iterations=args.duration, sort="bytes", only=False,
-                              op=None, batch=args.batch, width=80, verbose=args.verbose)
-        first, last = live_view(tracer, resolver, view_args)
-        _print_summary(first, last, view_args, resolver, None, lambda k, n: _controls(resolver, n),
-                       title=f"demo: the whole {(last.time_ns - first.time_ns) / 1e9:.0f}s by cgroup")
+        view = top.Options(by="cgroup", cgroup=parent.rel, interval=1.0, iterations=opts.duration,
+                           batch=opts.batch, verbose=opts.verbose)
+        # The readers start once the probes are attached (on_start), so
+        # their first I/O is counted.
+        first, last = top.watch(view, resolver, on_start=lambda: readers.extend(
+            subprocess.Popen(reader_argv(loop.path, opts.duration + 5), preexec_fn=cg.join,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for cg in groups))
+        top.print_summary(first, last, view, resolver,
+                          title=f"demo: the whole {(last.time_ns - first.time_ns) / 1e9:.0f}s by cgroup")
         report_shares(maps.delta(last, first), resolver, groups, out, applied)
     finally:
         for p in readers:
             if p.poll() is None:
                 p.kill()
             p.wait()
-        if tracer is not None:
-            tracer.close()
         for thing in made:
             (thing.remove if isinstance(thing, ScratchCgroup) else thing.close)()
     return 0
 
 
-def _controls(resolver, name):
-    from .cgroups import format_controls, read_controls
-
-    return format_controls(read_controls(resolver, name))
-
-
 def report_shares(whole, resolver, groups_, out, applied):
-    from . import hist
-    from .views import fmt
+    from . import fmt, hist
 
     by = {g.id.name: g for g in group.by_key(whole, "cgroup", resolver, split_disk=False, split_op=False)}
     total = sum(g.bytes for g in by.values()) or 1

@@ -12,12 +12,11 @@ import platform
 from . import headers, loader
 from .records import Check
 
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
 BPF_PROG_LOAD = 5
 
 
 def _bpf_syscall_works():
-    nr = BPF_SYSCALL.get(platform.machine())
+    nr = loader.BPF_SYSCALL.get(platform.machine())
     if nr is None:
         return None
     libc = ctypes.CDLL(None, use_errno=True)

@@ -11,7 +11,7 @@ import math
 import textwrap
 
 from .. import stats
-from . import fmt
+from .. import fmt
 from .hist import title
 from .report import kernel_footer
 

@@ -5,7 +5,7 @@ drawn as power-of-two rows but every statistic uses the fine buckets.
 """
 
 from .. import hist
-from . import fmt
+from .. import fmt
 
 BAR_WIDTH = 40
 

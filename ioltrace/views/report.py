@@ -10,7 +10,7 @@ import io
 
 from .. import hist, layout, stats
 from ..recording import Series, stages_of
-from . import fmt
+from .. import fmt
 from .hist import footer, render_hist, title
 
 PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
