@@ -10,6 +10,7 @@ import os
 import platform
 
 from . import headers, loader
+from .errors import BccMissing
 from .records import Check
 
 BPF_PROG_LOAD = 5
@@ -62,12 +63,10 @@ def run_checks():
     checks.append(Check("kernel headers", ok, detail,
                         "" if ok else "apt-get install linux-headers-$(uname -r) or linux-headers-amd64 (scripts/setup.sh)"))
     try:
-        import bcc
-
-        ver = getattr(bcc, "__version__", "unknown")
-        checks.append(Check("bcc", True, f"version {ver} at {os.path.dirname(bcc.__file__)}", ""))
-    except ImportError as e:
-        checks.append(Check("bcc", False, str(e), "apt-get install python3-bpfcc (Debian/Ubuntu) or python3-bcc "
+        ver, where = loader.bcc_version()
+        checks.append(Check("bcc", True, f"version {ver} at {where}", ""))
+    except BccMissing as e:
+        checks.append(Check("bcc", False, e.detail, "apt-get install python3-bpfcc (Debian/Ubuntu) or python3-bcc "
                             "(Fedora/RHEL); use a Python that sees it (scripts/setup.sh's venv)"))
     from .resolve import Resolver
 

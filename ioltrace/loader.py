@@ -137,6 +137,15 @@ def import_bcc():
     return BPF
 
 
+def bcc_version():
+    """(bcc's version, the directory it is imported from), for doctor."""
+    try:
+        import bcc
+    except ImportError as e:
+        raise BccMissing(str(e)) from None
+    return getattr(bcc, "__version__", "unknown"), os.path.dirname(bcc.__file__)
+
+
 class Tracer:
     """Compiled and attached probes of the requested layers; close() detaches.
 

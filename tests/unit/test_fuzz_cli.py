@@ -33,8 +33,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ioltrace import cgroups, cli, demo, doctor, loader, serve
+from ioltrace import cgroups, cli, doctor, loader, serve
 from ioltrace.commands import common, hist
+from ioltrace.commands import demo as demo_command
 from ioltrace.records import Check
 
 from . import recfiles
@@ -66,7 +67,7 @@ def sandbox(tmp_path_factory):
         return would_run
 
     mp.setattr(loader, "Tracer", stub("loader.Tracer"))
-    mp.setattr(demo, "run", stub("demo.run"))
+    mp.setattr(demo_command, "main", stub("demo.run"))
     mp.setattr(serve, "bind", stub("serve.bind"))
     mp.setattr(cgroups, "ScratchCgroup", stub("cgroups.ScratchCgroup"))
     # The real checks may assemble a headers tree; the verdict is not under test here.
