@@ -2,6 +2,10 @@
 
 main(argv=None) -> int. Every IoltraceError becomes one line on stderr and
 exit code 2; nothing else here knows how tracing, grouping or output work.
+Parsed arguments become each command's frozen Options here (options_of) and
+nowhere else. Over 400 lines for one reason: the whole option tree with its
+help texts and EXAMPLES sections, kept in one file so that one file answers
+"what can I type".
 """
 
 import argparse

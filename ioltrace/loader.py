@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from . import fold, headers, layout, maps
+from . import bpfsys, fold, headers, layout, maps
 from . import layers as layer_decls
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
@@ -230,7 +230,7 @@ class Tracer:
             name = name.decode() if isinstance(name, bytes) else name
             for stage in ("start", "issue", "complete"):
                 if name.endswith(("block_io_start", "block_rq_insert") if stage == "start" else f"rq_{stage}"):
-                    out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + recursion_misses(fn.fd)
+                    out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + bpfsys.recursion_misses(fn.fd)
         return out
 
     def close(self):
@@ -348,49 +348,6 @@ def compile_bpf(BPF, path, flags, verbose):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-class _BpfProgInfo(ctypes.Structure):
-    """The start of the kernel's struct bpf_prog_info (uapi/linux/bpf.h), up
-    to recursion_misses (Linux 5.12); older kernels fill less and leave 0."""
-
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
-                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
-                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
-                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
-                ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16),
-                ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
-                ("netns_ino", ctypes.c_uint64), ("nr_jited_ksyms", ctypes.c_uint32),
-                ("nr_jited_func_lens", ctypes.c_uint32), ("jited_ksyms", ctypes.c_uint64),
-                ("jited_func_lens", ctypes.c_uint64), ("btf_id", ctypes.c_uint32),
-                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
-                ("nr_func_info", ctypes.c_uint32), ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
-                ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
-                ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
-                ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64), ("run_time_ns", ctypes.c_uint64),
-                ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64)]
-
-
-_BPF_OBJ_GET_INFO_BY_FD = 15
-# The bpf() syscall's number per machine (uname -m); doctor.py uses it too.
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
-_libc = None
-
-
-def recursion_misses(fd):
-    """How often the kernel skipped this program because another BPF
-    program was already running on that CPU (a tracepoint firing in an
-    interrupt that came during one of ours): events lost, so counted."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    info = _BpfProgInfo()
-    attr = (ctypes.c_uint32 * 4)(fd, ctypes.sizeof(info), 0, 0)
-    ctypes.memmove(ctypes.addressof(attr) + 8, ctypes.byref(ctypes.c_uint64(ctypes.addressof(info))), 8)
-    nr = BPF_SYSCALL.get(os.uname().machine)
-    if nr is None or _libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, ctypes.sizeof(attr)) != 0:
-        return 0
-    return int(info.recursion_misses)
 
 
 def _items(table):

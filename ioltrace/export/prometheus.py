@@ -15,6 +15,11 @@ on them:
   folded into (``other``) never gives members back;
 - histogram buckets are exact sums of kernel counts: every exported edge is
   a fine-bucket boundary of layout.py, so nothing is interpolated.
+
+Over 400 lines for one reason: the memory kept between scrapes (Level,
+_Acc) and the rendering that reads it are the two halves of the first
+promise, and are checked together (tests/unit/test_prometheus.py). Which
+layers, levels and labels exist comes from layers.py.
 """
 
 import math
