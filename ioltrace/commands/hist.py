@@ -25,7 +25,7 @@ def main(opts: Options) -> int:
     resolver = Resolver()
     stages = list(layout.STAGES[:2]) + ["total"] if opts.stage == "all" else [opts.stage]
     if opts.layer == "syscall":
-        stages = ["latency"]
+        stages = list(layers.SYSCALL.stages)
     tracer = outputs = None
     try:
         common.chosen_layers(opts)
