@@ -410,17 +410,17 @@ def options_of(cls, args):
 def _main(argv):
     import importlib
 
-    from .commands import MODULES
+    from .commands import NAMES
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         raise BadInput("usage", "no command given", "try 'ioltrace --help'")
-    if args.command not in MODULES:
+    if args.command not in NAMES:
         raise BadInput("usage", f"unknown command {args.command}")
     if args.command == "run" and args.command_argv[:1] == ["--"]:
         args.command_argv = args.command_argv[1:]
-    command = importlib.import_module(f".commands.{MODULES[args.command]}", __package__)
+    command = importlib.import_module(f".commands.{args.command}", __package__)
     return command.main(options_of(command.Options, args))
 
 

@@ -14,7 +14,7 @@ bpf/ioltrace.h by tests/unit/test_layout.py.
 """
 
 import ctypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import layout
 from .records import Key, LoopKey, LoopTotals, SysKey, SysTotals, Totals
@@ -70,7 +70,6 @@ class Layer:
     levels: tuple = ()        # Prometheus levels; () exports nothing
     helps: tuple = ()         # (count, bytes, errors, latency) HELP texts, with {what}
     stage_label: bool = True  # Prometheus stage="..." label on its histograms
-    extra: dict = field(default_factory=dict)
 
     @property
     def staged(self):

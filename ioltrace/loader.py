@@ -173,12 +173,11 @@ class Tracer:
         t0 = time.monotonic()
         try:
             for layer in self.layers:
-                probes = _PROBES[layer.name]
-                wanted = probes(self, root)
+                probes = _PROBES[layer.name](self, root)
                 b = self.progs[layer.name] = compile_bpf(BPF, str(src / layer.source),
-                                                         flags + wanted.cflags, verbose)
+                                                         flags + probes.cflags, verbose)
                 check_layout(b, layer)
-                wanted.attach(b)
+                probes.attach(b)
             if "block" in self.progs:
                 self._seed_other_keys()
         except BaseException:

@@ -7,8 +7,5 @@ outputs, attach, run the interval loop (session.run), detach. Parsing is
 cli.py's, text is views/', bytes are export/'s.
 """
 
-# Command name -> module; cli.py dispatches through it.
-MODULES = {
-    "hist": "hist", "top": "top", "run": "run", "loop": "loop", "serve": "serve", "demo": "demo",
-    "doctor": "doctor", "report": "report", "compare": "compare", "plot": "plot",
-}
+# The commands, each the module ioltrace.commands.<name>; cli.py dispatches through it.
+NAMES = ("hist", "top", "run", "loop", "serve", "demo", "doctor", "report", "compare", "plot")
