@@ -174,7 +174,7 @@ class Tracer:
         try:
             for layer in self.layers:
                 probes = _PROBES[layer.name](self, root)
-                b = self.progs[layer.name] = compile_bpf(BPF, str(src / layer.source),
+                b = self.progs[layer.name] = compile_bpf(BPF, str(src / (probes.source or layer.source)),
                                                          flags + probes.cflags, verbose)
                 check_layout(b, layer)
                 probes.attach(b)
@@ -239,10 +239,13 @@ class Tracer:
 
 
 class Probes(NamedTuple):
-    """What one layer adds to its compile flags, and how it attaches."""
+    """What a layer's probe chooser picked on this kernel: extra compile
+    flags, how to attach, and the C program when it is not the layer's own
+    (a second probe path for the same maps, e.g. raw tracepoints)."""
 
     cflags: list
-    attach: object   # BPF -> None
+    attach: object      # BPF -> None
+    source: str = None  # bpf/<source>; None: Layer.source
 
 
 def _block_probes(tracer, root):
