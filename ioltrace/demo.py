@@ -1,7 +1,9 @@
-"""`ioltrace demo`: the cgroup I/O controls, shown live on a private scratch device.
+"""The pieces of `ioltrace demo`: the cgroup I/O controls, on a private
+scratch device, and the verdict on each.
 
 Two experiments, each on a loop device over a file in /dev/shm and two new
-cgroups, with `top --by cgroup` live and a verdict at the end:
+cgroups; commands/demo.py runs them in order with `top --by cgroup` live
+and prints the verdict built here:
 
 - weights (default): BFQ weights 1000 and 500, a reader in each group; the
   verdict says whether the device was shared as the weights ask (within
@@ -11,23 +13,20 @@ cgroups, with `top --by cgroup` live and a verdict at the end:
 - --throttle: one group limited to THROTTLE_BPS of reads, the other free;
   the verdict says whether the limited group was held at its limit.
 
-Everything it creates (readers, cgroups, loop device, file, a v2 root's io
-controller it had to enable) is removed on the way out, also on Ctrl-C,
-SIGTERM and errors. It touches no existing device or cgroup, and prints no
+Everything made here (readers, cgroups, loop device, file, a v2 root's io
+controller it had to enable) has a way out (LoopDevice.close, Groups.remove,
+stop), which the command takes also on Ctrl-C, SIGTERM and errors. Nothing
+here touches an existing device or cgroup, attaches probes, or prints a
 share as the weights' result when the kernel could not have applied them.
 """
 
 import os
 import shutil
 import subprocess
-import sys
-from argparse import Namespace
 
-from . import group, hist, maps
+from . import fmt, group, layers, maps
 from .cgroups import ScratchCgroup
 from .errors import BadInput, IoltraceError
-from .loader import Options, Tracer
-from .resolve import Resolver
 
 WEIGHTS = (1000, 500)
 SHARE_TOLERANCE = 5.0  # points of the device's bytes either side of the share asked for
@@ -110,7 +109,7 @@ def scratch_size_mb(meminfo="/proc/meminfo"):
     return max(MIN_MB, min(MAX_MB, avail_kb // 1024 // 8))
 
 
-def _write(path, text):
+def write_value(path, text):
     """True when the kernel took the value."""
     try:
         with open(path, "w") as f:
@@ -153,11 +152,11 @@ class LoopDevice:
                     return False
         except OSError:
             return False
-        return _write(f"{self.queue}/scheduler", name)
+        return write_value(f"{self.queue}/scheduler", name)
 
     def tune(self, settings):
         """Write iosched tunables; returns the names the kernel refused."""
-        return [k for k, v in settings if not _write(f"{self.queue}/iosched/{k}", v)]
+        return [k for k, v in settings if not write_value(f"{self.queue}/iosched/{k}", v)]
 
     def close(self):
         # Also a device attached by a losetup whose reply an interrupt cut off.
@@ -216,9 +215,9 @@ class Groups:
                 root = resolver.cgroup_v2_root()
                 with open(os.path.join(root, "cgroup.subtree_control")) as f:
                     if "io" not in f.read().split():
-                        if _write(os.path.join(root, "cgroup.subtree_control"), "+io"):
+                        if write_value(os.path.join(root, "cgroup.subtree_control"), "+io"):
                             self.root_io_enabled = root
-                _write(os.path.join(self.parent.v2, "cgroup.subtree_control"), "+io")
+                write_value(os.path.join(self.parent.v2, "cgroup.subtree_control"), "+io")
             for n in names:
                 self.children.append(ScratchCgroup(resolver, n, v1_blkio=kind == "v1", parent=self.parent))
         except BaseException:
@@ -242,7 +241,7 @@ class Groups:
             cg.remove()
         self.parent.remove()
         if self.root_io_enabled:
-            _write(os.path.join(self.root_io_enabled, "cgroup.subtree_control"), "-io")
+            write_value(os.path.join(self.root_io_enabled, "cgroup.subtree_control"), "-io")
             self.root_io_enabled = None
 
 
@@ -256,7 +255,7 @@ def fio_argv(device, seconds, engine, depth, part, parts):
             "--time_based", f"--runtime={seconds}", "--thread", "--invalidate=0", "--output=/dev/null"]
 
 
-def _start_reader(argv, cg, realtime):
+def start_reader(argv, cg, realtime):
     def prepare():
         cg.join()
         if realtime:
@@ -271,34 +270,34 @@ def _start_reader(argv, cg, realtime):
     return subprocess.Popen(argv, preexec_fn=prepare, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _realtime(pid):
+def is_realtime(pid):
     try:
         return os.sched_getscheduler(pid) == os.SCHED_FIFO
     except OSError:
         return False
 
 
-class Recorder:
-    """The tracer, recording every snapshot the live view takes together
-    with the kernel's per-group byte counts read at the same moment, so the
-    verdict can look at each second and at the kernel's own figures over
-    exactly the traced window."""
+class Samples:
+    """The kernel's per-group byte counts read at the live view's baseline
+    (start, top's on_start) and at the end of every interval (interval,
+    top's on_interval), beside each interval's delta, so that the verdict
+    can look at each second and at the kernel's own figures over exactly
+    the traced window."""
 
-    def __init__(self, tracer, kernel_counts):
-        self._tracer = tracer
+    def __init__(self, kernel_counts):
         self._kernel_counts = kernel_counts
-        self.snaps = []  # (snapshot, [kernel bytes per group or None])
+        self.counts = []  # kernel bytes per group (None: unreadable) at the baseline, then per interval
+        self.deltas = []  # each interval's delta snapshot
 
-    def __getattr__(self, name):
-        return getattr(self._tracer, name)
+    def start(self):
+        self.counts.append(self._kernel_counts())
 
-    def snapshot(self):
-        snap = self._tracer.snapshot()
-        self.snaps.append((snap, self._kernel_counts()))
-        return snap
+    def interval(self, delta, start, end, final):
+        self.counts.append(self._kernel_counts())
+        self.deltas.append(delta)
 
 
-def _need_root_and_tools(tools):
+def need_root_and_tools(tools):
     if os.geteuid() != 0:
         raise NeedsRoot()
     for t in tools:
@@ -307,156 +306,15 @@ def _need_root_and_tools(tools):
             raise BadInput("demo", f"{t} is not installed", f"apt-get install {pkg} (scripts/setup.sh installs it)")
 
 
-def _view_args(args, layer="block", syscalls=()):
-    return Namespace(by="cgroup", interval=1.0, iterations=args.duration, sort="bytes", only=False, op=None,
-                     batch=args.batch, width=80, verbose=args.verbose, layer=layer, syscalls=list(syscalls))
-
-
-def run(args):
-    if getattr(args, "throttle", False):
-        return run_throttle(args)
-    return run_weights(args)
-
-
-def run_weights(args):
-    from .commands import _print_summary, live_view
-
-    _need_root_and_tools(("losetup", "fio"))
-    resolver = Resolver()
-    out = sys.stdout
-    loop = groups = tracer = None
-    readers = []
-    try:
-        kind, why_not = io_hierarchy(resolver)
-        loop = LoopDevice(scratch_size_mb())
-        bfq = loop.set_scheduler("bfq")
-        obstacles = []  # why the weights cannot take effect, each one line
-        if kind is None:
-            obstacles.append(why_not)
-        if not bfq:
-            obstacles.append("the bfq I/O scheduler is not available on this kernel (CONFIG_IOSCHED_BFQ), "
-                             "and only bfq applies io weights to a loop device")
-        refused = loop.tune(BFQ_TUNABLES) if bfq else []
-        groups = Groups(resolver, kind or "v2", [f"weight{w}" for w in WEIGHTS])
-        weight_file, stat = FILES[kind][:2] if kind else (None, None)
-        if kind and bfq:
-            for cg, w in zip(groups.children, WEIGHTS):
-                if not os.path.exists(os.path.join(groups.dir(cg), weight_file)):
-                    obstacles.append(f"the cgroup has no {weight_file} file")
-                    break
-                if not _write(os.path.join(groups.dir(cg), weight_file), str(w)):
-                    obstacles.append(f"the kernel refused {w} in {weight_file}")
-                    break
-        if kind == "v1" and not _write(os.path.join(groups.parent.v1, FILES["v1"][2]), f"{loop.dev} {NO_LIMIT}"):
-            stat = BFQ_V1_STAT  # no throttling in this kernel: the bfq count is the one left
-        out.write(f"demo: scratch device {loop.path} over {loop.file}\ndemo: scheduler "
-                  f"{'bfq' if bfq else 'unchanged'}"
-                  + (f" ({', '.join(f'{k}={v}' for k, v in BFQ_TUNABLES if k not in refused)})" if bfq else "")
-                  + "\n")
-        if refused:
-            out.write(f"demo: bfq refused {', '.join(refused)}: shares may drift with CPU load\n")
-        if obstacles:
-            out.write("\n".join(wrap([f"demo: weights cannot take effect here: {obstacles[0]}"])) + "\n")
-        else:
-            out.write(f"demo: weights {WEIGHTS[0]} and {WEIGHTS[1]} in cgroup {kind} {weight_file}\n")
-        out.flush()
-        cgid, level = resolver.cgroup_filter(groups.parent.rel)
-        tracer = Tracer(Options(cgid=cgid, cglevel=level), verbose=args.verbose)
-        stats = [stat] + ([BFQ_V1_STAT] if kind == "v1" and stat != BFQ_V1_STAT else [])
-        rec = Recorder(tracer, lambda: {name: [groups.read_bytes(cg, name, loop.dev) for cg in groups.children]
-                                        for name in stats if name})
-        for i, cg in enumerate(groups.children):
-            readers.append(_start_reader(fio_argv(loop.path, args.duration + 30, "libaio", READER_DEPTH, i, 2), cg,
-                                         realtime=True))
-        rt = all(_realtime(p.pid) for p in readers)
-        out.write(f"demo: one fio reader per group, each keeping {READER_DEPTH} reads of {READ_SIZE >> 10} KiB "
-                  f"in flight, at {'real-time' if rt else 'normal (real-time refused)'} priority\n")
-        out.flush()
-        view_args = _view_args(args)
-        first, last = live_view(rec, resolver, view_args)
-        _stop(readers)
-        _print_summary(first, last, view_args, resolver, None, lambda k, n: _controls(resolver, n),
-                       title=f"demo: the whole {(last.time_ns - first.time_ns) / 1e9:.0f}s by cgroup")
-        _, lines = weights_result(rec.snaps, resolver, groups, obstacles, stat if kind else None)
-        out.write("\n" + "\n".join(wrap(lines)) + "\n")
-        out.flush()
-    finally:
-        _stop(readers)
-        if tracer is not None:
-            tracer.close()
-        if groups is not None:
-            groups.remove()
-        if loop is not None:
-            loop.close()
-    return 0
-
-
-def run_throttle(args):
-    from .commands import _print_summary, live_view
-
-    _need_root_and_tools(("losetup", "fio"))
-    resolver = Resolver()
-    out = sys.stdout
-    loop = groups = tracer = None
-    readers = []
-    try:
-        kind, why_not = io_hierarchy(resolver)
-        if kind is None:
-            raise BadInput("demo --throttle", why_not, "mount the v1 blkio hierarchy or enable io on cgroup v2")
-        loop = LoopDevice(scratch_size_mb())
-        groups = Groups(resolver, kind, ["limited", "free"])
-        limit_file, stat = FILES[kind][2:]
-        rule = f"{loop.dev} {THROTTLE_BPS}" if kind == "v1" else f"{loop.dev} rbps={THROTTLE_BPS}"
-        if not _write(os.path.join(groups.dir(groups.children[0]), limit_file), rule):
-            raise BadInput("demo --throttle", f"the kernel refused a read limit in {limit_file}",
-                           "it needs CONFIG_BLK_DEV_THROTTLING")
-        out.write(f"demo: scratch device {loop.path} over {loop.file}\n"
-                  f"demo: group limited: {limit_file} {THROTTLE_BPS >> 20} MiB/s; group free: no limit\n"
-                  f"demo: one fio reader per group, pread64 of {READ_SIZE >> 10} KiB; the free one asks for "
-                  f"{FREE_RATE >> 20} MiB/s\n")
-        out.flush()
-        cgid, level = resolver.cgroup_filter(groups.parent.rel)
-        tracer = Tracer(Options(cgid=cgid, cglevel=level), verbose=args.verbose, layers=("block", "syscall"),
-                        syscalls=("pread64",))
-        rec = Recorder(tracer, lambda: [groups.read_bytes(cg, stat, loop.dev) for cg in groups.children])
-        # The limited reader at real-time priority, so that a late wake-up
-        # never makes it read less than its limit; the free one asks for a
-        # fixed FREE_RATE, far above the limit, so that it does not take
-        # every CPU cycle from the throttle's own dispatch worker.
-        readers.append(_start_reader(fio_argv(loop.path, args.duration + 30, "psync", 1, 0, 2), groups.children[0],
-                                     realtime=True))
-        readers.append(_start_reader(fio_argv(loop.path, args.duration + 30, "psync", 1, 1, 2)
-                                     + [f"--rate={FREE_RATE}"], groups.children[1], realtime=False))
-        view_args = _view_args(args, layer="both", syscalls=("pread64",))
-        first, last = live_view(rec, resolver, view_args)
-        _stop(readers)
-        _print_summary(first, last, view_args, resolver, None, lambda k, n: _controls(resolver, n),
-                       title=f"demo: the whole {(last.time_ns - first.time_ns) / 1e9:.0f}s by cgroup")
-        _, lines = throttle_result(rec.snaps, resolver, groups, stat)
-        out.write("\n" + "\n".join(wrap(lines)) + "\n")
-        out.flush()
-    finally:
-        _stop(readers)
-        if tracer is not None:
-            tracer.close()
-        if groups is not None:
-            groups.remove()
-        if loop is not None:
-            loop.close()
-    return 0
-
-
-def throttle_result(snaps, resolver, groups_, stat):
+def throttle_result(first, last, samples, resolver, groups_, stat):
     """(held: bool, lines): rates against the limit and where the reads'
-    time went, then the verdict."""
-    from .views import fmt
-
-    (s0, k0), (s1, k1) = snaps[0], snaps[-1]
-    seconds = (s1.time_ns - s0.time_ns) / 1e9
-    whole = maps.delta(s1, s0)
+    time went, then the verdict. first, last: the live view's snapshots."""
+    k0, k1 = samples.counts[0], samples.counts[-1]
+    seconds = (last.time_ns - first.time_ns) / 1e9
+    whole = maps.delta(last, first)
     per = _per_group(whole, resolver, groups_)
-    sys_ = {g.id.name: g for g in group.by_key_sys(whole, "cgroup", resolver, split_op=False,
-                                                     syscalls={"pread64"})}
+    sys_ = {g.id.name: g for g in group.by_key(whole, "cgroup", resolver, split_disk=False, split_op=False,
+                                                 ops={"pread64"}, layer=layers.SYSCALL)}
     lines = [f"read rates over {seconds:.0f}s, and the mean time of a read at each level:",
              f"  {'GROUP':<9}{'LIMIT':>10}{'TRACED':>11}{'KERNEL':>11}{'SYSCALL':>10}{'QUEUE':>9}{'DEVICE':>9}"]
     rates, traced_rates = [], []
@@ -505,18 +363,12 @@ def wrap(lines, width=79):
     return out
 
 
-def _stop(readers):
+def stop(readers):
     for p in readers:
         if p.poll() is None:
             p.kill()
     for p in readers:
         p.wait()
-
-
-def _controls(resolver, name):
-    from .cgroups import format_controls, read_controls
-
-    return format_controls(read_controls(resolver, name))
 
 
 def _per_group(snap, resolver, groups_):
@@ -525,10 +377,11 @@ def _per_group(snap, resolver, groups_):
     return {cg: by[cg.rel] for cg in groups_.children if cg.rel in by}
 
 
-def weights_result(snaps, resolver, groups_, obstacles, stat):
-    """(matches, lines): the table of shares and queues, then the verdict."""
-    (s0, c0), (s1, c1) = snaps[0], snaps[-1]
-    per = _per_group(maps.delta(s1, s0), resolver, groups_)
+def weights_result(first, last, samples, resolver, groups_, obstacles, stat):
+    """(matches, lines): the table of shares and queues, then the verdict.
+    first, last: the live view's snapshots."""
+    c0, c1 = samples.counts[0], samples.counts[-1]
+    per = _per_group(maps.delta(last, first), resolver, groups_)
     got = [per[cg].bytes if cg in per else 0 for cg in groups_.children]
     traced = got[0] / sum(got) * 100 if sum(got) else None
 
@@ -544,14 +397,15 @@ def weights_result(snaps, resolver, groups_, obstacles, stat):
     # Little's law per second: the sum of the queue times of the reads that
     # completed in it, over its length, is how many waited on average.
     waits = [[] for _ in groups_.children]
-    for (a, _), (b, _) in zip(snaps, snaps[1:]):
-        dt = b.time_ns - a.time_ns
+    ends = [first.time_ns] + [d.time_ns for d in samples.deltas]
+    for t0, t1, delta in zip(ends, ends[1:], samples.deltas):
+        dt = t1 - t0
         if dt <= 0:
             continue
-        d = _per_group(maps.delta(b, a), resolver, groups_)
+        d = _per_group(delta, resolver, groups_)
         for i, cg in enumerate(groups_.children):
             waits[i].append(d[cg].queue_ns / dt if cg in d else 0.0)
-    seconds = (s1.time_ns - s0.time_ns) / 1e9
+    seconds = (last.time_ns - first.time_ns) / 1e9
     lines = [f"shares of the {sum(got) / 2**20:,.0f} MiB read in {seconds:.0f}s, and the reads waiting in the "
              "scheduler:",
              f"  {'GROUP':<12}{'WEIGHT':>7}{'ASKED':>8}{'TRACED':>8}{'KERNEL':>8}   WAITING (FEWEST IN A SECOND)"]
