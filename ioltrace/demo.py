@@ -271,6 +271,7 @@ def start_reader(argv, cg, realtime):
 
 
 def is_realtime(pid):
+    """True when the kernel let the reader run at SCHED_FIFO (start_reader)."""
     try:
         return os.sched_getscheduler(pid) == os.SCHED_FIFO
     except OSError:
@@ -298,6 +299,7 @@ class Samples:
 
 
 def need_root_and_tools(tools):
+    """NeedsRoot or BadInput naming the missing tool's package, before anything is made."""
     if os.geteuid() != 0:
         raise NeedsRoot()
     for t in tools:
@@ -364,6 +366,7 @@ def wrap(lines, width=79):
 
 
 def stop(readers):
+    """Kill the readers still running and reap them all; safe to repeat."""
     for p in readers:
         if p.poll() is None:
             p.kill()
