@@ -1,4 +1,4 @@
-"""The tracing loop shared by live commands: intervals, signals, clean exit.
+"""The one interval loop of every live command: intervals, signals, banner.
 
 Owns the order of things: validate options and open output files first, then
 attach probes, then poll the kernel every interval and hand deltas to a
@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import layout, maps
+from . import maps
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -52,14 +52,16 @@ class Stopper:
 def ending(interval=None, count=None, command=False, what="block I/O"):
     """The banner's last line: how this run ends. "Hit Ctrl-C" only when
     nothing else ends it (no count, no command), as bcc's tools say it."""
+    tracing = f"Tracing {what}" if what else "Tracing"
     if command:
-        return f"Tracing {what} until the command exits."
+        return f"{tracing} until the command exits."
     if interval is not None and count:
-        return f"Tracing {what} for {count} interval{'s' if count > 1 else ''} of {interval:g}s."
-    return f"Tracing {what}... Hit Ctrl-C to end."
+        return f"{tracing} for {count} interval{'s' if count > 1 else ''} of {interval:g}s."
+    return f"{tracing}... Hit Ctrl-C to end."
 
 
-def banner(tracer, verbose, out=sys.stderr, end_line=None):
+def banner(tracer, verbose, out=None, end_line=None):
+    out = out or sys.stderr     # looked up now: a default would keep whatever stderr was at import
     start = ""
     if tracer.start_tp:
         start = f"; start event {tracer.start_tp}" + (
@@ -138,5 +140,14 @@ def until_exit(started, stopper, poll_s=0.05):
     return wait
 
 
-def alarm_counters(counters):
-    return {k: v for k, v in counters.items() if k in layout.ALARM_COUNTERS and v}
+def live(tracer, interval, count, on_interval, verbose, wait=None, announce=True, what="block I/O",
+         on_start=None):
+    """run() under a Stopper, after the banner: what hist, top and loop (and
+    demo through top) share. wait(stopper) -> wait(deadline), or None for a
+    plain sleep; announce False: no banner (top's full screen). The banner
+    ends with how the run ends (ending)."""
+    end_line = ending(interval, count, what=what)
+    with Stopper() as stopper:
+        return run(tracer, interval, count, on_interval, stopper, wait=wait(stopper) if wait else None,
+                   announce=(lambda: banner(tracer, verbose, end_line=end_line)) if announce else None,
+                   on_start=on_start)

@@ -60,8 +60,8 @@ fi
 BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
            fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
-# harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
-TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
+# harnesses, CPU load (stress-ng), a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
+TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs stress-ng
            prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
 if [[ ${1:-} == --test ]]; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
@@ -215,11 +215,12 @@ else
     echo "$want" >"$stamp"
 fi
 
-for mod in pytest hypothesis; do
+for spec in pytest:pytest hypothesis:hypothesis importlinter:import-linter; do   # module:package
     [[ ${1:-} == --test ]] || break
+    mod=${spec%%:*} pkg=${spec#*:}
     if ! (cd / && "$VENV/bin/python" -c "import $mod") >/dev/null 2>&1; then
-        say "pip install $mod into the venv"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$mod"
+        say "pip install $pkg into the venv"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$pkg"
     fi
 done
 

@@ -46,7 +46,7 @@ import sys
 from .. import cgnames, hist, layout, stats
 from ..errors import BadInput
 from ..recording import Series, stages_of
-from ..views.fmt import spell
+from ..fmt import spell
 
 SCHEMA = "ioltrace-report/1"
 CGROUP_KINDS = ("cgroup", "cgroup-v1")

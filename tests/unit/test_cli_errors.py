@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ioltrace import cli, commands
+from ioltrace import cli, loader
 
 REPO = Path(__file__).resolve().parents[2]
 NO_PID = 4_000_000  # <= PID_MAX_LIMIT (4194304), so only the existence check rejects it
@@ -58,7 +58,7 @@ def params():
 def no_tracing(monkeypatch):
     def tracer(*a, **kw):
         pytest.fail("tracing started: validation let a bad command line through")
-    monkeypatch.setattr(commands, "Tracer", tracer)
+    monkeypatch.setattr(loader, "Tracer", tracer)
     assert not os.path.exists(f"/proc/{NO_PID}") and not os.path.exists(NO_DIR)
 
 
@@ -84,22 +84,24 @@ def check(name, rc, out, err, tmp_path, d):
 
 
 @pytest.mark.parametrize("name", params())
-def test_in_process(name, tmp_path, capsys):
+def test_in_process(name, tmp_path, capsys, monkeypatch):
     argv, d = argv_for(name, tmp_path)
+    monkeypatch.chdir(d)    # a relative path ("-" taken for a file name) would land in d
     rc = cli.main(argv)
     cap = capsys.readouterr()
     check(name, rc, cap.out, cap.err, tmp_path, d)
 
 
-def run(argv):
-    return subprocess.run([sys.executable, "-m", "ioltrace.cli", *argv], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+def run(argv, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
+    return subprocess.run([sys.executable, "-m", "ioltrace.cli", *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("name", params())
 def test_subprocess(name, tmp_path):
     argv, d = argv_for(name, tmp_path)
-    p = run(argv)
+    p = run(argv, cwd=d)    # as in-process: a file made by mistake would land in d
     check(name, p.returncode, p.stdout, p.stderr, tmp_path, d)
 
 

@@ -5,7 +5,7 @@ label; --csv - puts only the recording on stdout."""
 import numpy as np
 import pytest
 
-from ioltrace import cli, commands, hist, layout
+from ioltrace import cli, hist, layout, loader
 from ioltrace.export import csv as rec
 from ioltrace.records import Key, Snapshot, Totals
 from ioltrace.resolve import make_dev
@@ -52,7 +52,7 @@ class FakeTracer:
 def two_disks(monkeypatch):
     fast, slow = [20_000] * 300, [5_000_000] * 7
     snaps = [snapshot(0, {}), snapshot(10**9, {DEV_A: fast, DEV_B: slow})]
-    monkeypatch.setattr(commands, "Tracer", lambda *a, **kw: FakeTracer(snaps))
+    monkeypatch.setattr(loader, "Tracer", lambda *a, **kw: FakeTracer(snaps))
     return fast, slow
 
 
@@ -67,8 +67,12 @@ def test_hist_by_process_splits_several_disks(two_disks, capsys):
     assert counts == [len(fast), len(slow)]
 
 
-def test_hist_csv_to_stdout_prints_only_the_recording(two_disks, capsys, tmp_path):
+def test_hist_csv_to_stdout_prints_only_the_recording(two_disks, capsys, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     assert cli.main(["hist", "--by", "process", "--csv", "-", "0.05", "1"]) == 0
+    assert list(cwd.iterdir()) == []    # stdout, no file named "-"
     out = capsys.readouterr().out
     assert out.startswith(rec.PREAMBLE) and "device time" not in out
     p = tmp_path / "out.csv"

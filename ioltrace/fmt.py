@@ -1,4 +1,4 @@
-"""Small text formatters shared by the views: units chosen per value.
+"""Small text formatters shared by views and exporters: units chosen per value.
 
 No I/O and no knowledge of records beyond numbers and strings.
 """
@@ -7,7 +7,7 @@ import errno
 import math
 import unicodedata
 
-from .. import layout
+from . import layout
 
 _TIME_UNITS = ((1e9, "s"), (1e6, "ms"), (1e3, "us"), (1, "ns"))
 _BYTE_UNITS = ((1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K"))
