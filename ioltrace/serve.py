@@ -22,7 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import __version__, session
+from . import __version__, privileges, session, webconfig
 from .errors import BadInput
 from .export import prometheus
 
@@ -69,8 +69,8 @@ def host_port(addr):
     return f"{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def url(addr):
-    return f"http://{host_port(addr)}/metrics"
+def url(addr, scheme="http"):
+    return f"{scheme}://{host_port(addr)}/metrics"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,7 +85,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, body_wanted):
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if not self.server.auth.allowed(self.headers.get("Authorization")):
+            self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n", body_wanted,
+                       {"WWW-Authenticate": 'Basic realm="ioltrace"'})
+        elif path == "/metrics":
             fmt = prometheus.negotiate(self.headers.get("Accept"))
             try:
                 body = self.server.render(fmt)
@@ -100,9 +103,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: the metrics are at /metrics\n", body_wanted)
 
-    def _send(self, code, ctype, body, body_wanted):
+    def _send(self, code, ctype, body, body_wanted, extra=None):
         try:
             self.send_response(code)
+            for k, v in {**self.server.web.headers, **(extra or {})}.items():
+                self.send_header(k, v)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -120,22 +125,36 @@ class MetricsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, addr, render, report=None):
+    def __init__(self, addr, render, report=None, web=None):
         self.render = render
         self.served = 0     # successful /metrics answers
         self.report = report or (lambda msg: sys.stderr.write(f"ioltrace serve: {msg}\n"))
+        self.web = web or webconfig.WebConfig("")
+        self.auth = webconfig.Authenticator(self.web.users)
         super().__init__(addr, _Handler)
+
+    def finish_request(self, request, client_address):
+        # In the request's thread (ThreadingMixIn): the TLS handshake of a
+        # slow client holds up no other.
+        if self.web.context is None:
+            return super().finish_request(request, client_address)
+        tls = webconfig.wrap(self.web.context, request)
+        if tls is not None:
+            try:
+                super().finish_request(tls, client_address)
+            finally:
+                self.shutdown_request(tls)
 
 
 class _MetricsServer6(MetricsServer):
     address_family = socket.AF_INET6
 
 
-def bind(addr, render, report=None):
+def bind(addr, render, report=None, web=None):
     """A listening MetricsServer on addr, or BadInput saying why not."""
     cls = _MetricsServer6 if ":" in addr[0] else MetricsServer
     try:
-        return cls(addr, render, report)
+        return cls(addr, render, report, web)
     except OSError as e:
         raise BadInput(f"--listen {host_port(addr)}",
                        (e.strerror or str(e)).lower(), "choose a free port or another address") from None
@@ -236,6 +255,13 @@ class Scraper:
             self.closed = True
 
 
+def _bpf_fds(tracer):
+    """A map and a program descriptor of the tracer, for privileges.drop's probe."""
+    b, table = (tracer.bpf, "stats") if tracer.bpf is not None else (tracer.sys, "sc_stats")
+    prog = next(iter(b.funcs.values()), None)
+    return b[table].map_fd, None if prog is None else prog.fd
+
+
 def run(args):
     from .commands import kernel_options, layers
     from .loader import Tracer
@@ -248,17 +274,21 @@ def run(args):
     addr = parse_listen(listen)
     if addr is None and not args.textfile:
         raise BadInput("--listen none", "nothing to serve", "give --textfile PATH, or an address to listen on")
+    web = webconfig.load(args.web_config) if getattr(args, "web_config", None) else None
+    if web is not None and addr is None:
+        raise BadInput("--web-config", "applies to the HTTP listener, and --listen is none")
     resolver = Resolver()
     chosen = layers(args)
     stages = ("queue", "device", "total") if args.total else ("queue", "device")
     opts = kernel_options(args, resolver, total_hist=args.total)
     textfile = Textfile(args.textfile) if args.textfile else None
+    become = privileges.target(getattr(args, "user", None), os.path.dirname(textfile.path) if textfile else None)
     server = tracer = scraper = thread = None
     try:
         if addr is not None:
             # Bound before attaching, so a busy port costs no probe set-up;
             # requests wait in the backlog until the thread starts.
-            server = bind(addr, lambda fmt: scraper.render(fmt))
+            server = bind(addr, lambda fmt: scraper.render(fmt), web=web)
         tracer = Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=args.syscalls,
                         keep_exited=args.keep_exited)
         info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
@@ -266,12 +296,16 @@ def run(args):
         exporter = prometheus.Exporter(resolver, per_process=args.per_process, max_series=args.max_series,
                                        stages=stages, info=info, layers=chosen)
         scraper = Scraper(tracer, exporter)
+        if become is not None:
+            # Before any thread starts: capabilities are per thread.
+            sys.stderr.write(privileges.drop(become, *_bpf_fds(tracer)).describe() + "\n")
         with session.Stopper() as stopper:
             if server is not None:
                 thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                           name="ioltrace-http", daemon=True)
                 thread.start()
-                sys.stderr.write(f"serving {url(server.server_address)} and /healthz\n")
+                sys.stderr.write(f"serving {url(server.server_address, server.web.scheme)} and /healthz"
+                                 + (f" ({web.describe()})" if web else "") + "\n")
             if textfile is not None:
                 sys.stderr.write(f"writing {textfile.path} every {args.interval:g}s\n")
                 if not textfile.path.endswith(".prom"):

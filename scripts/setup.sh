@@ -58,11 +58,11 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
 fi
 
 BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
-           fio gcc)
+           python3-yaml python3-bcrypt fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
 # harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
 TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
-           prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
+           prometheus python3-prometheus-client openssl qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
 if [[ ${1:-} == --test ]]; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
 fi
