@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 from .errors import BadInput, IoltraceError
 
+CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
 CAP_SYS_ADMIN, CAP_BPF = 21, 39     # linux/capability.h; CAP_BPF since Linux 5.8
 PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 8, 24, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -82,6 +83,12 @@ def target(user, textfile_dir=None):
     if pw.pw_uid == 0:
         return None
     t = Target(pw.pw_name, pw.pw_uid, pw.pw_gid)
+    _, eff = status_caps()
+    lacking = [n for c, n in ((CAP_SETUID, "CAP_SETUID"), (CAP_SETGID, "CAP_SETGID"), (CAP_SETPCAP, "CAP_SETPCAP"))
+               if not eff & (1 << c)]
+    if lacking:
+        raise BadInput(f"--user {t.name}", f"switching to it after attach needs {', '.join(lacking)}, "
+                       "which this process lacks", "grant them, e.g. in systemd's CapabilityBoundingSet=, or give --user root")
     if textfile_dir is not None:
         err = _in_child(lambda: _try_write(textfile_dir), t, ())
         if err:

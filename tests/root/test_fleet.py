@@ -25,7 +25,7 @@ import pytest
 
 from tests import tlscerts
 
-from .conftest import REPO, need, need_tool
+from .conftest import REPO, Ioltrace, need, need_tool
 from .test_serve import COUNT, Prometheus, dd_in, free_port, http_get, samples, wait_for
 
 CAP_SYS_ADMIN, CAP_BPF = 21, 39
@@ -273,3 +273,46 @@ def test_textfile_directory_not_writable_by_the_user_is_refused_at_start(tmp_pat
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert "not writable by user nobody" in p.stderr and "Tracing" not in p.stderr
     assert list(d.iterdir()) == []
+
+
+def unit_capabilities():
+    with open(REPO / "packaging" / "ioltrace.service") as f:
+        for line in f:
+            if line.startswith("CapabilityBoundingSet="):
+                return line.split("=", 1)[1].split()
+    raise AssertionError("packaging/ioltrace.service has no CapabilityBoundingSet=")
+
+
+class _Bounded(Ioltrace):
+    """ioltrace started through a prefix command (setpriv)."""
+
+    def __init__(self, prefix, args):
+        self.args = args
+        self.proc = subprocess.Popen(prefix + [sys.executable, "-m", "ioltrace", *args], cwd=REPO,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out = self.err = ""
+        self._wait_banner()
+
+
+def test_serve_needs_no_more_than_the_units_capability_bounding_set(loopdev, make_cgroup):
+    """Started as root with only the unit's CapabilityBoundingSet (as systemd
+    would: setpriv sets the bounding set, root's permitted set follows it at
+    exec), serve loads, attaches, drops to nobody and counts dd's bytes."""
+    need_tool("setpriv")
+    caps = unit_capabilities()
+    bounding = "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps)
+    cg = make_cgroup("unitcaps")
+    port = free_port()
+    t = _Bounded(["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--"],
+                 ["serve", "--listen", f"127.0.0.1:{port}", "--disk", loopdev.name])
+    try:
+        assert "running as nobody" in t.banner
+        assert_dropped(t.proc.pid, pwd.getpwnam("nobody").pw_uid)
+        written = dd_in(cg, loopdev)
+        got = samples(http_get(f"http://127.0.0.1:{port}/metrics")[2])
+        sel = f'cgroup="{cg.rel}",disk="{loopdev.name}",op="write"'
+        check_counted(got[f"ioltrace_cgroup_block_bytes_total{{{sel}}}"], written, written // COUNT, events_of(got))
+        assert t.stop() == 0, t.err
+        assert "probes detached" in t.err
+    finally:
+        t.kill()
