@@ -75,7 +75,8 @@ def target(user, textfile_dir=None):
     try:
         pw = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
     except KeyError:
-        raise BadInput(f"--user {user}", "no such user", "give an existing user, e.g. nobody, or root to keep root") from None
+        raise BadInput(f"--user {user}", "no such user",
+                       "give an existing user, e.g. nobody, or root to keep root") from None
     if pw.pw_uid == euid:
         return None
     if euid != 0:
@@ -88,7 +89,8 @@ def target(user, textfile_dir=None):
                if not eff & (1 << c)]
     if lacking:
         raise BadInput(f"--user {t.name}", f"switching to it after attach needs {', '.join(lacking)}, "
-                       "which this process lacks", "grant them, e.g. in systemd's CapabilityBoundingSet=, or give --user root")
+                       "which this process lacks",
+                       "grant them, e.g. in systemd's CapabilityBoundingSet=, or give --user root")
     if textfile_dir is not None:
         err = _in_child(lambda: _try_write(textfile_dir), t, ())
         if err:

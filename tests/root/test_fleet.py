@@ -11,6 +11,7 @@ certificates are made in the test (python's cryptography or openssl);
 everything listens on 127.0.0.1 and is removed afterwards."""
 
 import base64
+import json
 import os
 import pwd
 import shutil
@@ -196,6 +197,9 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_as_nobody(loopdev, make_cgr
     assert prom.one('max_over_time(up{job="bad"}[1h])') == 0
     assert prom.one('max_over_time(scrape_samples_scraped{job="bad"}[1h])') == 0
     assert prom.query('{job="bad",__name__=~"ioltrace_.*"}') == []
+    targets = json.loads(http_get(f"http://127.0.0.1:{prom.port}/api/v1/targets")[2])["data"]["activeTargets"]
+    errors = {t["labels"]["job"]: t["lastError"] for t in targets}
+    assert "401" in errors["bad"] and errors["good"] == "", errors
 
     # The same by hand: 401 with a challenge on both paths, 400 for plain HTTP.
     ctx = ssl.create_default_context(cafile=str(certs.ca))
