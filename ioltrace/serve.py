@@ -7,10 +7,13 @@ reads the kernel maps at that moment (Tracer.snapshot: batch lookups); the
 kernel side keeps counting meanwhile, nothing here pauses it. Scrapes are
 serialised, so the exporter's memory of label sets is updated in order.
 
-Owns the order of things, like commands.py: validate the address and the
-textfile path and bind the socket first, then attach, then serve until a
-stop signal; always detach, close the socket and remove the temporary file
-on the way out. The exposition itself is export/prometheus.py's.
+Owns the order of things, like commands.py: validate the address, the web
+config (webconfig.py: TLS, basic auth), the textfile path and the user to
+become, and bind the socket first; then attach; then switch to that user
+with the fewest capabilities (privileges.py) before any thread starts; then
+serve until a stop signal; always detach, close the socket and remove the
+temporary file on the way out. The exposition itself is
+export/prometheus.py's.
 """
 
 import gc
