@@ -16,6 +16,7 @@ accepted sockets; serve.py calls it.
 import base64
 import hashlib
 import hmac
+import os
 import socket
 import ssl
 import threading
@@ -104,8 +105,6 @@ def _string(path, mapping, key, where):
 
 def _resolve(base_dir, name):
     """Relative file names are relative to the config file, as in exporter-toolkit."""
-    import os
-
     return name if os.path.isabs(name) else os.path.join(base_dir, name)
 
 
@@ -206,8 +205,6 @@ def context(path, tls):
 
 def load(path):
     """The checked WebConfig of a file, certificate and key loaded."""
-    import os
-
     try:
         import yaml  # noqa: F401
     except ImportError:
