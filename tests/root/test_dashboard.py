@@ -21,54 +21,14 @@ import urllib.parse
 
 import pytest
 
-from .conftest import REPO, need_tool, remove_cgroup
+from tests.dashboard import UNITS, WINDOW, substitute, targets
+
+from .conftest import need_tool, remove_cgroup
 from .test_serve import dd_in, free_port, http_get, prometheus, wait_for  # noqa: F401 (fixture)
-
-DASHBOARD = REPO / "dashboards" / "ioltrace.json"
-WINDOW = "2m"     # for $__rate_interval: holds every scrape of the I/O below
-
-# What a query computes -> the panel unit that says so (Grafana unit ids).
-UNITS = (
-    (re.compile(r"histogram_quantile\(.*_seconds_bucket\{"), "s", "histogram"),
-    (re.compile(r"rate\(\w+_bytes_total\{"), "Bps", "counter"),
-    (re.compile(r"rate\(\w+_ios_total\{"), "iops", "counter"),
-    (re.compile(r"rate\(\w+_calls_total\{"), "ops", "counter"),
-    (re.compile(r"rate\(\w+_events_total\{"), "cps", "counter"),
-    (re.compile(r"^sum by \([\w, ]+\) \(ioltrace_folded_label_sets\{"), "short", "gauge"),
-)
-
-
-def targets():
-    d = json.loads(DASHBOARD.read_text())
-    out = []
-    for p in d["panels"]:
-        for t in p.get("targets", []):
-            out.append((p["title"], p["fieldConfig"]["defaults"].get("unit"), t["expr"]))
-    return d, out
-
-
-def substitute(expr, values):
-    expr = expr.replace("$__rate_interval", WINDOW)
-    for name, v in values.items():
-        expr = expr.replace(f"${{{name}}}", v).replace(f"${name}", v)
-    assert "$" not in expr, expr
-    return expr
-
 
 def families(body):
     """{family: type} from an exposition's # TYPE lines."""
     return dict(re.findall(r"^# TYPE (\S+) (\S+)$", body.decode(), re.M))
-
-
-def test_dashboard_units_match_the_metrics():
-    """Without a kernel: the unit rule covers every target (no query the
-    test cannot judge)."""
-    _, ts = targets()
-    assert len(ts) >= 15
-    for title, unit, expr in ts:
-        kinds = [(u, kind) for rx, u, kind in UNITS if rx.search(expr)]
-        assert len(kinds) == 1, (title, expr)
-        assert unit == kinds[0][0], (title, unit, expr)
 
 
 def test_every_panel_query_returns_data(loopdev, make_cgroup, ioltrace, prometheus, tmp_path):
