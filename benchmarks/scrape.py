@@ -173,7 +173,7 @@ def client_collector(resolver, stages=(layout.STAGE_QUEUE, layout.STAGE_DEVICE))
     counters."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-    stage_names = {n: s for s, n in P.STAGE_NUMBER.items()}
+    stage_names = dict(enumerate(layout.STAGES))
     levels = (("ioltrace_block", ("disk", "op"), "per disk and op"),
               ("ioltrace_cgroup_block", ("cgroup", "disk", "op"), "per cgroup v2, disk and op"))
 

@@ -168,6 +168,12 @@ struct iolt_sys_exit {
 
 #define IOLT_LOOP_MAX_EVENTS 8    /* events in a --chain; range 2..8 */
 
+/* Loop-layer diagnostic counters, indexes into "loop_counters". */
+#define IOLT_LOOP_CNT_DROPPED 0     /* state map full: a chain not started */
+#define IOLT_LOOP_CNT_STATS_FULL 1  /* stats map full: step not counted */
+#define IOLT_LOOP_CNT_HIST_FULL 2   /* histogram map full: sample not recorded */
+#define IOLT_LOOP_NCOUNTERS 3
+
 struct iolt_loop_state {
 	__u64 first_ns;
 	__u64 prev_ns;

@@ -12,6 +12,14 @@
 BPF_HASH(loop_state, u32, struct iolt_loop_state, 65536);
 BPF_F_TABLE("hash", struct iolt_loop_key, struct iolt_loop_stat, loop_stats, 16384, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_loop_hist_key, u64, loop_hist, 262144, BPF_F_NO_PREALLOC);
+BPF_ARRAY(loop_counters, u64, IOLT_LOOP_NCOUNTERS);
+
+static __always_inline void loop_count(u32 idx)
+{
+	u64 *c = loop_counters.lookup(&idx);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
 
 static __always_inline void record(u32 tgid, u32 step, u64 ns)
 {
@@ -22,8 +30,10 @@ static __always_inline void record(u32 tgid, u32 step, u64 ns)
 		bpf_get_current_comm(&init.comm, sizeof(init.comm));
 		loop_stats.insert(&key, &init);
 		s = loop_stats.lookup(&key);
-		if (!s)
+		if (!s) {
+			loop_count(IOLT_LOOP_CNT_STATS_FULL);
 			return;
+		}
 	}
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->sum_ns, ns);
@@ -37,6 +47,8 @@ static __always_inline void record(u32 tgid, u32 step, u64 ns)
 	u64 *c = loop_hist.lookup_or_try_init(&hk, &zero);
 	if (c)
 		__sync_fetch_and_add(c, 1);
+	else
+		loop_count(IOLT_LOOP_CNT_HIST_FULL);
 }
 
 static __always_inline int on_event(u32 idx)
@@ -57,8 +69,10 @@ static __always_inline int on_event(u32 idx)
 		record(tgid, step, step_ns);
 	if (todo & IOLT_LOOP_WHOLE)
 		record(tgid, IOLT_LOOP_MAX_EVENTS, whole_ns);
-	if (todo & IOLT_LOOP_STORE)
-		loop_state.update(&tid, &st);
+	if (todo & IOLT_LOOP_STORE) {
+		if (loop_state.update(&tid, &st) != 0)
+			loop_count(IOLT_LOOP_CNT_DROPPED);
+	}
 	if (todo & IOLT_LOOP_DELETE)
 		loop_state.delete(&tid);
 	return 0;

@@ -1,24 +1,17 @@
-"""`ioltrace demo`: the cgroup weight experiment, on a private scratch device.
-
-Makes a loop device over a file in /dev/shm, two cgroups with I/O weights
-1000 and 500, runs a direct-I/O reader in each, shows `top --by cgroup`
-live, then reports the share each group received and its latency. Everything
-it creates (readers, cgroups, loop device, file) is removed on the way out,
-also on Ctrl-C and errors. It does not touch any existing device or cgroup.
+"""The pieces of `ioltrace demo`, the cgroup weight experiment on a private
+scratch device: a loop device over a file in /dev/shm, I/O weights on two
+cgroups, a direct-I/O reader for each, and the report of the share each
+group received. commands/demo.py runs them in order and removes everything
+they create, also on Ctrl-C and errors. Nothing here touches an existing
+device or cgroup, or knows how tracing works.
 """
 
 import os
 import shutil
 import subprocess
-import sys
-import time
-from argparse import Namespace
 
-from . import group, maps
-from .cgroups import ScratchCgroup
+from . import group
 from .errors import BadInput
-from .loader import Options, Tracer
-from .resolve import Resolver
 
 WEIGHTS = (1000, 500)
 MIN_MB, MAX_MB = 64, 512  # scratch file size range; 1/8 of MemAvailable within it
@@ -114,64 +107,8 @@ def reader_argv(device, seconds):
     return ["sh", "-c", f'while :; do dd if="{device}" of=/dev/null bs=64k iflag=direct 2>/dev/null || exit; done']
 
 
-def run(args):
-    from .commands import _print_summary, live_view
-
-    resolver = Resolver()
-    out = sys.stdout
-    made = []
-    readers = []
-    tracer = None
-    try:
-        loop = LoopDevice(scratch_size_mb())
-        made.append(loop)
-        bfq = loop.set_scheduler("bfq")
-        kind, how = weight_mechanism(resolver, bfq)
-        parent = ScratchCgroup(resolver, f"ioltrace-demo-{os.getpid()}", v1_blkio=kind == "v1")
-        made.append(parent)
-        groups = [ScratchCgroup(resolver, f"weight{w}", v1_blkio=kind == "v1", parent=parent) for w in WEIGHTS]
-        made[1:1] = groups  # removed before their parent
-        applied = kind is not None and all(set_weight(cg, kind, how, w) for cg, w in zip(groups, WEIGHTS))
-        out.write(f"demo: scratch device {loop.path} ({loop.file}), scheduler "
-                  f"{'bfq' if bfq else 'unchanged (bfq not available)'}\n")
-        if applied:
-            out.write(f"demo: weights {WEIGHTS[0]} and {WEIGHTS[1]} set with cgroup {kind} {how}"
-                      f"{'' if bfq else '; without bfq, weights may not take effect'}\n")
-        else:
-            out.write(f"demo: weights cannot take effect on this host ({how if kind is None else 'writing ' + how + ' failed'}); "
-                      "the readers run unweighted\n")
-        cgid, level = resolver.cgroup_filter(parent.rel)
-        tracer = Tracer(Options(cgid=cgid, cglevel=level), verbose=args.verbose)
-        for cg in groups:
-            readers.append(subprocess.Popen(reader_argv(loop.path, args.duration + 5), preexec_fn=cg.join,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        view_args = Namespace(by="cgroup", interval=1.0, iterations=args.duration, sort="bytes", only=False,
-                              op=None, batch=args.batch, width=80, verbose=args.verbose)
-        first, last = live_view(tracer, resolver, view_args)
-        _print_summary(first, last, view_args, resolver, None, lambda k, n: _controls(resolver, n),
-                       title=f"demo: the whole {(last.time_ns - first.time_ns) / 1e9:.0f}s by cgroup")
-        report_shares(maps.delta(last, first), resolver, groups, out, applied)
-    finally:
-        for p in readers:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        if tracer is not None:
-            tracer.close()
-        for thing in made:
-            (thing.remove if isinstance(thing, ScratchCgroup) else thing.close)()
-    return 0
-
-
-def _controls(resolver, name):
-    from .cgroups import format_controls, read_controls
-
-    return format_controls(read_controls(resolver, name))
-
-
 def report_shares(whole, resolver, groups_, out, applied):
-    from . import hist
-    from .views import fmt
+    from . import fmt, hist
 
     by = {g.id.name: g for g in group.by_key(whole, "cgroup", resolver, split_disk=False, split_op=False)}
     total = sum(g.bytes for g in by.values()) or 1

@@ -5,29 +5,11 @@ cgroup v2) and returns Check records; it never loads a probe or changes
 anything, except that choosing generic headers assembles their private tree.
 """
 
-import ctypes
 import os
-import platform
 
-from . import headers, loader
+from . import bpfsys, headers, loader
+from .errors import BccMissing
 from .records import Check
-
-BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "ppc64le": 361, "s390x": 351}
-BPF_PROG_LOAD = 5
-
-
-def _bpf_syscall_works():
-    nr = BPF_SYSCALL.get(platform.machine())
-    if nr is None:
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    # An empty attr makes the kernel answer EINVAL if bpf() exists and we may
-    # call it, EPERM if we may not, ENOSYS if the kernel lacks it.
-    attr = ctypes.create_string_buffer(128)
-    ret = libc.syscall(nr, BPF_PROG_LOAD, attr, 128)
-    err = ctypes.get_errno()
-    # EINVAL or E2BIG (empty program) both mean the call reached the verifier.
-    return ret >= 0 or err in (7, 22), err
 
 
 def run_checks():
@@ -36,7 +18,7 @@ def run_checks():
     checks.append(Check("privileges", not missing,
                         "root" if os.geteuid() == 0 else ("capabilities present" if not missing else "missing " + ", ".join(missing)),
                         "" if not missing else "run as root (sudo) or grant CAP_BPF and CAP_PERFMON"))
-    res = _bpf_syscall_works()
+    res = bpfsys.works()
     if res is not None:
         ok, err = res
         checks.append(Check("bpf() syscall", ok, "available" if ok else os.strerror(err),
@@ -63,12 +45,10 @@ def run_checks():
     checks.append(Check("kernel headers", ok, detail,
                         "" if ok else "apt-get install linux-headers-$(uname -r) or linux-headers-amd64 (scripts/setup.sh)"))
     try:
-        import bcc
-
-        ver = getattr(bcc, "__version__", "unknown")
-        checks.append(Check("bcc", True, f"version {ver} at {os.path.dirname(bcc.__file__)}", ""))
-    except ImportError as e:
-        checks.append(Check("bcc", False, str(e), "apt-get install python3-bpfcc (Debian/Ubuntu) or python3-bcc "
+        ver, where = loader.bcc_version()
+        checks.append(Check("bcc", True, f"version {ver} at {where}", ""))
+    except BccMissing as e:
+        checks.append(Check("bcc", False, e.detail, "apt-get install python3-bpfcc (Debian/Ubuntu) or python3-bcc "
                             "(Fedora/RHEL); use a Python that sees it (scripts/setup.sh's venv)"))
     from .resolve import Resolver
 

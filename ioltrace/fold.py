@@ -3,8 +3,8 @@
 The kernel keeps one entry per (process, cgroup, disk, op), so 20,000
 short-lived processes would leave 20,000 keys (and their histograms) in the
 maps and in every snapshot. A process gone for `grace` seconds is folded:
-loader.Tracer deletes its kernel entries and this module adds their counts to
-the key maps.folded_key gives it (tgid EXITED_TGID, same cgroup, disk and op),
+take() deletes its kernel entries (through the map objects loader.Tracer
+hands it) and Folder adds their counts to the key maps.folded_key gives it (tgid EXITED_TGID, same cgroup, disk and op),
 kept here in user space. Per-cgroup and per-disk totals do not change, and
 maps.refold keeps every delta exact across the fold.
 
@@ -14,9 +14,10 @@ Pure but for the default liveness check (/proc/PID), which tests replace.
 import os
 import time
 
-from . import layout, maps
+from . import layers, layout, maps
 from .records import Snapshot
 
+_TOTALS = tuple(layer.fields[0] for layer in layers.ALL if layer.folds)
 _NEVER = (0, layout.OTHER_TGID, layout.EXITED_TGID)  # tgid 0: I/O with no process (kernel threads' idle)
 
 
@@ -57,20 +58,44 @@ class Folder:
         counts."""
         f = self.folded
         self.folded = f._replace(**{n: maps.fold_into(getattr(f, n), getattr(part, n)) for n in maps.CELL_FIELDS})
-        self.processes += len({k.tgid for k in part.totals} | {k.tgid for k in part.sys_totals})
+        self.processes += len(_tgids(part))
 
     def apply(self, snap, take):
         """`snap` (just read from the kernel) with the due processes folded.
 
         take(tgids) deletes those processes' kernel entries and returns their
         counts, read as they were deleted, as a Snapshot."""
-        due = self.due({k.tgid for k in snap.totals} | {k.tgid for k in snap.sys_totals})
+        due = self.due(_tgids(snap))
         if due:
             self.add(take(due))
         f = self.folded
-        if not (due or f.totals or f.sys_totals):
+        if not (due or any(getattr(f, n) for n in _TOTALS)):
             return snap
         return snap._replace(**{n: {**_without(getattr(snap, n), due), **getattr(f, n)} for n in maps.CELL_FIELDS})
+
+
+def _tgids(snap):
+    return {k.tgid for n in _TOTALS for k in getattr(snap, n)}
+
+
+def take(tables, raw, tgids, traced):
+    """Delete the entries of these processes from the kernel maps and return
+    their counts as a Snapshot, each read just before its deletion (a late
+    completion between the two is lost: after the grace period there is none
+    left to come). tables: map name -> map (bcc's, or any dict-like); raw:
+    map name -> the (key, value) pairs just read; traced: the layers."""
+    taken = {}
+    for name, table in tables.items():
+        out = taken.setdefault(name, [])
+        for k, _ in raw.get(name, []):
+            if getattr(k, "k", k).tgid in tgids:   # histogram and errno keys hold the stats key in .k
+                try:
+                    v = table[k]
+                    del table[k]
+                except KeyError:
+                    continue
+                out.append((k, v))
+    return maps.decode(0, traced, taken, {})
 
 
 def _without(cells, tgids):

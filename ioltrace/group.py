@@ -6,15 +6,19 @@ come from a resolve.Resolver; nothing here reads the system directly or
 knows how rows are shown.
 """
 
-from . import layout
-from .records import Group, GroupId, Key
+from . import layers, layout
+from .records import Group, GroupId
 
 KINDS = ("process", "thread", "cgroup", "cgroup-v1", "disk")
+SYSCALL_KINDS = ("process", "thread", "cgroup", "cgroup-v1")
 
 
-def group_id(key, comm, kind, resolver, split_disk=True, split_op=True):
-    disk = resolver.disk_name(key.dev) if split_disk or kind == "disk" else "*"
-    op = layout.OPS[key.op] if split_op and key.op < len(layout.OPS) else "*"
+def group_id(key, comm, kind, resolver, split_disk=True, split_op=True, layer=layers.BLOCK):
+    """What a kernel key of `layer` is shown as; a layer whose keys know no
+    disk shows "*" for it."""
+    has_disk = "dev" in layer.key._fields
+    disk = resolver.disk_name(key.dev) if has_disk and (split_disk or kind == "disk") else "*"
+    op = layer.op_name(key) if split_op and getattr(key, layer.op_field) < len(layer.op_names) else "*"
     if key.tgid == layout.OTHER_TGID:
         return GroupId(kind, "other", "other (stats map full)", disk, op)
     if key.tgid == layout.EXITED_TGID and kind in ("process", "thread"):
@@ -32,19 +36,26 @@ def group_id(key, comm, kind, resolver, split_disk=True, split_op=True):
     return GroupId(kind, name, name, name, op)
 
 
-def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None):
-    """Aggregate a (delta) snapshot into Groups, sorted by key.
+def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer=layers.BLOCK):
+    """Aggregate one layer of a (delta) snapshot into Groups, sorted by key.
 
-    ops: optional set of op names to keep.
+    ops: optional set of op names (block ops, syscall names) to keep.
+    Group.queue_ns and device_ns sum those totals fields where the layer
+    has them; Group.sums holds the exact sums of its other stages.
     """
+    totals_f, hists_f, errors_f = layer.fields
+    totals = getattr(snap, totals_f)
+    count = layer.count_field
+    named = {"queue_ns", "device_ns"}
+    other_sums = {st: fs for st, fs in layer.stage_sums.items() if not set(fs) <= named}
     ids = {}
     acc = {}
 
     def gid(key):
         g = ids.get(key)
         if g is None:
-            t = snap.totals.get(key)
-            g = ids[key] = group_id(key, t.comm if t else "", kind, resolver, split_disk, split_op)
+            t = totals.get(key)
+            g = ids[key] = group_id(key, t.comm if t else "", kind, resolver, split_disk, split_op, layer)
         return g
 
     def slot(key):
@@ -53,27 +64,33 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None):
         if s is None:
             s = acc[g] = {"ios": 0, "bytes": 0, "errors": 0, "queue_ns": 0, "device_ns": 0,
                           "hists": {}, "errnos": {}}
+            if other_sums:
+                s["sums"] = dict.fromkeys(other_sums, 0)
         return s
 
     def wanted(key):
-        return ops is None or (key.op < len(layout.OPS) and layout.OPS[key.op] in ops)
+        v = getattr(key, layer.op_field)
+        return ops is None or (v < len(layer.op_names) and layer.op_names[v] in ops)
 
-    for key, t in snap.totals.items():
+    for key, t in totals.items():
         if not wanted(key):
             continue
         s = slot(key)
-        s["ios"] += t.ios
+        s["ios"] += getattr(t, count)
         s["bytes"] += t.bytes
         s["errors"] += t.errors
-        s["queue_ns"] += t.queue_ns
-        s["device_ns"] += t.device_ns
-    for (key, stage), arr in snap.hists.items():
+        for f in named & set(t._fields):
+            s[f] += getattr(t, f)
+        for stage, fs in other_sums.items():
+            s["sums"][stage] += sum(getattr(t, f) for f in fs)
+    for cell, arr in getattr(snap, hists_f).items():
+        key, stage = cell if layer.staged else (cell, 0)
         if not wanted(key):
             continue
         hs = slot(key)["hists"]
-        name = layout.STAGES[stage] if stage < len(layout.STAGES) else str(stage)
+        name = layer.stages[stage] if stage < len(layer.stages) else str(stage)
         hs[name] = hs[name] + arr if name in hs else arr.copy()
-    for (key, errno), n in snap.errors.items():
+    for (key, errno), n in (getattr(snap, errors_f).items() if errors_f else ()):
         if not wanted(key):
             continue
         es = slot(key)["errnos"]
@@ -85,53 +102,3 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None):
 
 def _sortable(key):
     return (0, int(key), "") if key.isdigit() else (1, 0, key)
-
-
-SYSCALL_KINDS = ("process", "thread", "cgroup", "cgroup-v1")
-
-
-def sys_group_id(key, comm, kind, resolver, split_op=True):
-    op = layout.SYSCALLS[key.sc] if split_op and key.sc < len(layout.SYSCALLS) else "*"
-    # The syscall layer knows no disk; reuse the block key's naming rules.
-    return group_id(Key(key.cgid, key.tgid, key.tid, 0, 0), comm, kind, resolver, split_disk=False)._replace(
-        disk="*", op=op)
-
-
-def by_key_sys(snap, kind, resolver, split_op=True, syscalls=None):
-    """Aggregate the syscall layer of a snapshot into Groups: op is the
-    syscall name, the one histogram stage is "latency"."""
-    acc = {}
-    ids = {}
-
-    def gid(key):
-        g = ids.get(key)
-        if g is None:
-            t = snap.sys_totals.get(key)
-            g = ids[key] = sys_group_id(key, t.comm if t else "", kind, resolver, split_op)
-        return g
-
-    def wanted(key):
-        return syscalls is None or (key.sc < len(layout.SYSCALLS) and layout.SYSCALLS[key.sc] in syscalls)
-
-    def slot(key):
-        return acc.setdefault(gid(key), {"ios": 0, "bytes": 0, "errors": 0, "queue_ns": 0, "device_ns": 0,
-                                         "hists": {}, "errnos": {}, "sums": {"latency": 0}})
-
-    for key, t in snap.sys_totals.items():
-        if wanted(key):
-            s = slot(key)
-            s["ios"] += t.calls
-            s["bytes"] += t.bytes
-            s["errors"] += t.errors
-            s["sums"]["latency"] += t.sum_ns
-    for key, arr in snap.sys_hists.items():
-        if wanted(key):
-            hs = slot(key)["hists"]
-            hs["latency"] = hs["latency"] + arr if "latency" in hs else arr.copy()
-    for (key, errno), n in snap.sys_errors.items():
-        if wanted(key):
-            es = slot(key)["errnos"]
-            es[errno] = es.get(errno, 0) + n
-    out = [Group(g, **s) for g, s in acc.items()]
-    out.sort(key=lambda g: (_sortable(g.id.key), g.id.op))
-    return out

@@ -211,6 +211,7 @@ class SysExit(ctypes.Structure):
 LOOP_MAX_EVENTS = 8
 LOOP_WHOLE_STEP = LOOP_MAX_EVENTS  # the step number of "first event -> last event"
 LOOP_RECORD, LOOP_WHOLE, LOOP_STORE, LOOP_DELETE = 1, 2, 4, 8  # iolt_loop_event() actions
+LOOP_COUNTERS = ("loop_dropped", "loop_stats_full", "loop_hist_full")
 
 
 class LoopState(ctypes.Structure):

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from . import fold, headers, layout, maps
+from . import bpfsys, fold, headers, layout, maps
+from . import layers as layer_decls
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -136,20 +137,34 @@ def import_bcc():
     return BPF
 
 
+def bcc_version():
+    """(bcc's version, the directory it is imported from), for doctor."""
+    try:
+        import bcc
+    except ImportError as e:
+        raise BccMissing(str(e)) from None
+    return getattr(bcc, "__version__", "unknown"), os.path.dirname(bcc.__file__)
+
+
 class Tracer:
     """Compiled and attached probes of the requested layers; close() detaches.
 
-    layers: "block" (block.bpf.c) and/or "syscall" (syscall.bpf.c, attaching
-    only the `syscalls` asked for that this kernel has).
+    layers: names of layers.py declarations. block: block.bpf.c with the
+    start tracepoint this kernel has; syscall: syscall.bpf.c, attaching only
+    the `syscalls` asked for that this kernel has; loop: loop.bpf.c with
+    `events` (tracepoints CATEGORY:NAME) attached in order.
     """
 
     def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None,
-                 keep_exited=layout.DEFAULT_KEEP_EXITED_S):
+                 keep_exited=layout.DEFAULT_KEEP_EXITED_S, events=()):
         self.opts = opts
+        self.layers = layer_decls.named(layers)
         self.folder = fold.Folder(keep_exited)
-        self.bpf = self.sys = None
+        self.progs = {}           # layer name -> bcc BPF object
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
+        self.syscalls = tuple(syscalls or layout.DEFAULT_SYSCALLS)
+        self.events = list(events)
         root = _require_tracing()
         BPF = import_bcc()
         self.headers = use_headers()
@@ -157,51 +172,23 @@ class Tracer:
         flags = cflags(opts, start_tracepoint(root)) + [f"-I{src}"]
         t0 = time.monotonic()
         try:
-            if "block" in layers:
-                self._attach_block(BPF, root, src, flags, verbose)
-            if "syscall" in layers:
-                self._attach_syscalls(BPF, root, src, flags, verbose, syscalls or layout.DEFAULT_SYSCALLS)
+            for layer in self.layers:
+                probes = _PROBES[layer.name](self, root)
+                b = self.progs[layer.name] = compile_bpf(BPF, str(src / (probes.source or layer.source)),
+                                                         flags + probes.cflags, verbose)
+                check_layout(b, layer)
+                probes.attach(b)
+            if "block" in self.progs:
+                self._seed_other_keys()
         except BaseException:
             self.close()
             raise
         self.compile_s = time.monotonic() - t0
 
-    def _attach_block(self, BPF, root, src, flags, verbose):
-        self.start_tp = start_tracepoint(root)
-        needed = [self.start_tp, "block_rq_issue", "block_rq_complete"]
-        absent = [f"block:{tp}" for tp in needed if not tracepoint_exists("block", tp, root)]
-        if absent:
-            raise KernelUnsupported(absent, "ioltrace needs the block tracepoints (CONFIG_BLK_DEV_IO_TRACE or CONFIG_TRACEPOINTS)")
-        self.tracepoints += [f"block:{tp}" for tp in needed]
-        self.bpf = compile_bpf(BPF, str(src / "block.bpf.c"), flags, verbose)
-        self._check_layout()
-        self._seed_other_keys()
-
-    def _attach_syscalls(self, BPF, root, src, flags, verbose, syscalls):
-        present = [sc for sc in syscalls if tracepoint_exists("syscalls", f"sys_enter_{sc}", root)
-                   and tracepoint_exists("syscalls", f"sys_exit_{sc}", root)]
-        self.skipped = [sc for sc in syscalls if sc not in present]
-        if not present:
-            raise KernelUnsupported([f"syscalls:sys_enter_{sc}" for sc in syscalls],
-                                    "the kernel needs CONFIG_FTRACE_SYSCALLS")
-        self.sys = compile_bpf(BPF, str(src / "syscall.bpf.c"), flags, verbose)
-        for sc in present:
-            n = layout.SYSCALLS.index(sc)
-            self.sys.attach_tracepoint(tp=f"syscalls:sys_enter_{sc}", fn_name=f"sc_enter_{n}")
-            self.sys.attach_tracepoint(tp=f"syscalls:sys_exit_{sc}", fn_name=f"sc_exit_{n}")
-        self.tracepoints.append(f"syscalls:sys_{{enter,exit}}_{{{','.join(present)}}}")
-
-    def _check_layout(self):
-        for table, part, ctype in (("stats", "Key", layout.StatKey), ("hist", "Key", layout.HistKey),
-                                   ("inflight", "Leaf", layout.Rq)):
-            got = ctypes.sizeof(getattr(self.bpf[table], part))
-            if got != ctypes.sizeof(ctype):
-                raise CompileFailed(f"map {table} {part.lower()} is {got} bytes, ioltrace expects {ctypes.sizeof(ctype)}")
-
     def _seed_other_keys(self):
         # The kernel falls back to these keys when the stats map is full, so
         # they must exist before it is.
-        t = self.bpf["stats"]
+        t = self.progs["block"]["stats"]
         for op in range(len(layout.OPS)):
             k = t.Key(cgid=0, tgid=layout.OTHER_TGID, tid=0, dev=0, op=op)
             t[k] = t.Leaf()
@@ -212,91 +199,123 @@ class Tracer:
             text += "; not in this kernel, skipped: " + ", ".join(self.skipped)
         return text
 
+    def _read(self):
+        """(raw: map name -> pairs, counters: layer name -> values) now."""
+        raw, counters = {}, {}
+        for layer in self.layers:
+            b = self.progs[layer.name]
+            for name in (layer.stats, layer.hist, layer.errs):
+                if name is not None:
+                    raw[name] = _items(b[name])
+            counters[layer.name] = [v for _, v in b[layer.counters_map].items()]
+        return raw, counters
+
     def snapshot(self):
-        """Everything in the maps now (maps.snapshot), with the processes
+        """Everything in the maps now (maps.decode), with the processes
         that exited more than keep_exited seconds ago folded (fold.py)."""
         now = time.monotonic_ns()
-        raw = {name: _items(t[name]) for t, names in ((self.bpf, BLOCK_MAPS), (self.sys, SYSCALL_MAPS))
-               if t is not None for name in names}
-        snap = self._decode(now, raw, _values(self.bpf, "counters"),
-                            None if self.sys is None else _values(self.sys, "sc_counters"))
-        if self.bpf is not None:
+        raw, counters = self._read()
+        snap = maps.decode(now, self.layers, raw, counters)
+        if "block" in self.progs:
             snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
-        return self.folder.apply(snap, lambda tgids: self._take(raw, tgids))
-
-    @staticmethod
-    def _decode(now, raw, counters, sc_counters):
-        """A Snapshot of raw (map name -> pairs); counter values as lists,
-        sc_counters None when the syscall layer is not traced."""
-        snap = maps.snapshot(now, raw.get("stats", []), raw.get("hist", []), raw.get("errs", []), counters)
-        if sc_counters is None:
-            return snap
-        return maps.with_syscalls(snap, raw["sc_stats"], raw["sc_hist"], raw["sc_errs"], sc_counters)
-
-    def _take(self, raw, tgids):
-        """Delete the entries of these processes from the kernel maps and
-        return their counts, each read just before its deletion (a late
-        completion between the two is lost: after the grace period there is
-        none left to come)."""
-        taken = {}
-        for t, names in ((self.bpf, BLOCK_MAPS), (self.sys, SYSCALL_MAPS)):
-            if t is None:
-                continue
-            for name in names:
-                table, out = t[name], taken.setdefault(name, [])
-                for k, _ in raw[name]:
-                    if (k.tgid if hasattr(k, "tgid") else k.k.tgid) in tgids:
-                        try:
-                            v = table[k]
-                            del table[k]
-                        except KeyError:
-                            continue
-                        out.append((k, v))
-        return self._decode(0, taken, [], None if self.sys is None else [])
+        folding = [layer for layer in self.layers if layer.folds]
+        tables = {name: self.progs[layer.name][name] for layer in folding
+                  for name in (layer.stats, layer.hist, layer.errs) if name is not None}
+        return self.folder.apply(snap, lambda tgids: fold.take(tables, raw, tgids, folding))
 
     def _block_misses(self):
         out = {}
-        for name, fn in self.bpf.funcs.items():
+        for name, fn in self.progs["block"].funcs.items():
             name = name.decode() if isinstance(name, bytes) else name
             for stage in ("start", "issue", "complete"):
                 if name.endswith(("block_io_start", "block_rq_insert") if stage == "start" else f"rq_{stage}"):
-                    out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + recursion_misses(fn.fd)
+                    out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + bpfsys.recursion_misses(fn.fd)
         return out
 
+    def descriptors(self):
+        """(map fd, program fd or None) of the first layer: what a process
+        must still be able to use after giving up privilege (privileges.drop)."""
+        layer = self.layers[0]
+        b = self.progs[layer.name]
+        prog = next(iter(b.funcs.values()), None)
+        return b[layer.stats or layer.counters_map].map_fd, None if prog is None else prog.fd
+
     def close(self):
-        for name in ("bpf", "sys"):
-            b = getattr(self, name, None)
-            setattr(self, name, None)
-            if b is not None:
-                b.cleanup()
+        progs, self.progs = getattr(self, "progs", {}), {}
+        for b in progs.values():
+            b.cleanup()
 
 
-class LoopTracer:
-    """Per-thread latency between consecutive events of a tracepoint chain."""
+class Probes(NamedTuple):
+    """What a layer's probe chooser picked on this kernel: extra compile
+    flags, how to attach, and the C program when it is not the layer's own
+    (a second probe path for the same maps, e.g. raw tracepoints)."""
 
-    def __init__(self, opts, events, verbose=False):
-        root = _require_tracing()
-        BPF = import_bcc()
-        self.headers = use_headers()
-        src = bpf_dir()
-        flags = cflags(opts, start_tracepoint(root)) + [f"-I{src}", f"-DIOLT_LOOP_EVENTS={len(events)}"]
-        self.events = list(events)
-        self.bpf = compile_bpf(BPF, str(src / "loop.bpf.c"), flags, verbose)
+    cflags: list
+    attach: object      # BPF -> None
+    source: str = None  # bpf/<source>; None: Layer.source
+
+
+def _block_probes(tracer, root):
+    tracer.start_tp = start_tracepoint(root)
+    needed = [tracer.start_tp, "block_rq_issue", "block_rq_complete"]
+    absent = [f"block:{tp}" for tp in needed if not tracepoint_exists("block", tp, root)]
+    if absent:
+        raise KernelUnsupported(absent, "ioltrace needs the block tracepoints (CONFIG_BLK_DEV_IO_TRACE or CONFIG_TRACEPOINTS)")
+    tracer.tracepoints += [f"block:{tp}" for tp in needed]
+    return Probes([], lambda b: None)   # TRACEPOINT_PROBE attaches itself
+
+
+def _syscall_probes(tracer, root):
+    syscalls = tracer.syscalls
+    present = [sc for sc in syscalls if tracepoint_exists("syscalls", f"sys_enter_{sc}", root)
+               and tracepoint_exists("syscalls", f"sys_exit_{sc}", root)]
+    tracer.skipped = [sc for sc in syscalls if sc not in present]
+    if not present:
+        raise KernelUnsupported([f"syscalls:sys_enter_{sc}" for sc in syscalls],
+                                "the kernel needs CONFIG_FTRACE_SYSCALLS")
+
+    def attach(b):
+        for sc in present:
+            n = layout.SYSCALLS.index(sc)
+            b.attach_tracepoint(tp=f"syscalls:sys_enter_{sc}", fn_name=f"sc_enter_{n}")
+            b.attach_tracepoint(tp=f"syscalls:sys_exit_{sc}", fn_name=f"sc_exit_{n}")
+        tracer.tracepoints.append(f"syscalls:sys_{{enter,exit}}_{{{','.join(present)}}}")
+
+    return Probes([], attach)
+
+
+def _loop_probes(tracer, root):
+    events = tracer.events
+    if not 2 <= len(events) <= layout.LOOP_MAX_EVENTS:
+        raise KernelUnsupported([f"a chain of {len(events)} events"], f"give 2 to {layout.LOOP_MAX_EVENTS}")
+
+    def attach(b):
         try:
             for i, tp in enumerate(events):
-                self.bpf.attach_tracepoint(tp=tp, fn_name=f"ev_{i}")
+                b.attach_tracepoint(tp=tp, fn_name=f"ev_{i}")
         except Exception as e:
-            self.close()
             raise KernelUnsupported([f"attach {', '.join(events)}"], str(e)) from None
+        tracer.tracepoints += events
 
-    def snapshot(self):
-        return maps.loop_snapshot(time.monotonic_ns(), _items(self.bpf["loop_stats"]),
-                                  _items(self.bpf["loop_hist"]))
+    return Probes([f"-DIOLT_LOOP_EVENTS={len(events)}"], attach)
 
-    def close(self):
-        b, self.bpf = getattr(self, "bpf", None), None
-        if b is not None:
-            b.cleanup()
+
+# Layer name -> how its probes are chosen on this kernel (the only place
+# that knows which tracepoints a layer needs).
+_PROBES = {"block": _block_probes, "syscall": _syscall_probes, "loop": _loop_probes}
+
+
+def check_layout(b, layer):
+    """Every map of the layer as compiled has the key and value sizes
+    layout.py decodes with; a header drift would misread every entry."""
+    for m in layer.maps:
+        table = b[m.name]
+        for part, ctype in (("Key", m.key), ("Leaf", m.value)):
+            got = ctypes.sizeof(getattr(table, part))
+            if got != ctypes.sizeof(ctype):
+                raise CompileFailed(f"map {m.name} {'value' if part == 'Leaf' else 'key'} is {got} bytes, "
+                                    f"ioltrace expects {ctypes.sizeof(ctype)}")
 
 
 def use_headers():
@@ -339,56 +358,6 @@ def compile_bpf(BPF, path, flags, verbose):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-class _BpfProgInfo(ctypes.Structure):
-    """The start of the kernel's struct bpf_prog_info (uapi/linux/bpf.h), up
-    to recursion_misses (Linux 5.12); older kernels fill less and leave 0."""
-
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
-                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
-                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
-                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
-                ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16),
-                ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32), ("netns_dev", ctypes.c_uint64),
-                ("netns_ino", ctypes.c_uint64), ("nr_jited_ksyms", ctypes.c_uint32),
-                ("nr_jited_func_lens", ctypes.c_uint32), ("jited_ksyms", ctypes.c_uint64),
-                ("jited_func_lens", ctypes.c_uint64), ("btf_id", ctypes.c_uint32),
-                ("func_info_rec_size", ctypes.c_uint32), ("func_info", ctypes.c_uint64),
-                ("nr_func_info", ctypes.c_uint32), ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
-                ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
-                ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
-                ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64), ("run_time_ns", ctypes.c_uint64),
-                ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64)]
-
-
-_BPF_OBJ_GET_INFO_BY_FD = 15
-_libc = None
-
-
-def recursion_misses(fd):
-    """How often the kernel skipped this program because another BPF
-    program was already running on that CPU (a tracepoint firing in an
-    interrupt that came during one of ours): events lost, so counted."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    info = _BpfProgInfo()
-    attr = (ctypes.c_uint32 * 4)(fd, ctypes.sizeof(info), 0, 0)
-    ctypes.memmove(ctypes.addressof(attr) + 8, ctypes.byref(ctypes.c_uint64(ctypes.addressof(info))), 8)
-    nr = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
-    if nr is None or _libc.syscall(nr, _BPF_OBJ_GET_INFO_BY_FD, attr, ctypes.sizeof(attr)) != 0:
-        return 0
-    return int(info.recursion_misses)
-
-
-BLOCK_MAPS = ("stats", "hist", "errs")
-SYSCALL_MAPS = ("sc_stats", "sc_hist", "sc_errs")
-
-
-def _values(b, name):
-    """The values of an array map of a loaded program; [] without one."""
-    return [] if b is None else [v for _, v in b[name].items()]
 
 
 def _items(table):

@@ -6,12 +6,14 @@ layout.py's, which have the same fields) and never touches bcc itself.
 
 import numpy as np
 
-from . import layout
-from .records import Key, Snapshot, SysKey, SysTotals, Totals
+from . import layers, layout
+from .records import Snapshot
 
 
-def _key(k):
-    return Key(int(k.cgid), int(k.tgid), int(k.tid), int(k.dev), int(k.op))
+def value_int(v):
+    """A map value as an int: bcc hands u64 values over as ctypes integers
+    (with .value), tests and fold.py as plain ints."""
+    return int(getattr(v, "value", v))
 
 
 def comm_text(raw):
@@ -22,99 +24,82 @@ def comm_text(raw):
     return str(raw)
 
 
-def decode_stats(pairs):
-    out = {}
-    for k, v in pairs:
-        out[_key(k)] = Totals(
-            int(v.ios), int(v.bytes), int(v.errors), int(v.queue_ns), int(v.device_ns), comm_text(v.comm)
-        )
-    return out
+def decode_key(layer, k):
+    """A kernel key struct -> the layer's key record, field by field."""
+    return layer.key(*(int(getattr(k, f)) for f in layer.key._fields))
 
 
-def decode_hists(pairs):
+def decode_totals(layer, pairs):
+    """The layer's stats map -> {key record: totals record}."""
+    names = layer.totals._fields[:-1]   # the last is comm
+    return {decode_key(layer, k): layer.totals(*(int(getattr(v, f)) for f in names), comm_text(v.comm))
+            for k, v in pairs}
+
+
+def decode_hists(pairs, layer=layers.BLOCK):
+    """The layer's histogram map -> {(key, stage) or key: bucket counts}."""
     out = {}
     for k, v in pairs:
-        cell = (_key(k.k), int(k.stage))
+        key = decode_key(layer, k.k)
+        cell = (key, int(k.stage)) if layer.staged else key
         arr = out.get(cell)
         if arr is None:
             arr = out[cell] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
         b = int(k.bucket)
         if 0 <= b < layout.NBUCKETS:
-            arr[b] += int(v.value if hasattr(v, "value") else v)
+            arr[b] += value_int(v)
     return out
 
 
-def decode_errors(pairs):
+def decode_errors(pairs, layer=layers.BLOCK):
+    """The layer's errno map -> {(key, positive errno): count}."""
     out = {}
     for k, v in pairs:
-        cell = (_key(k.k), -int(k.err))
-        out[cell] = out.get(cell, 0) + int(v.value if hasattr(v, "value") else v)
+        cell = (decode_key(layer, k.k), -int(k.err))
+        out[cell] = out.get(cell, 0) + value_int(v)
     return out
 
 
-def decode_counters(values):
-    vals = [int(v.value if hasattr(v, "value") else v) for v in values]
-    vals += [0] * (len(layout.COUNTERS) - len(vals))
-    return dict(zip(layout.COUNTERS, vals))
+def decode_counters(values, layer=layers.BLOCK):
+    """The layer's counter array -> {name: count}; missing ones are 0."""
+    vals = [value_int(v) for v in values]
+    vals += [0] * (len(layer.counters) - len(vals))
+    return dict(zip(layer.counters, vals))
+
+
+def decode_stats(pairs):
+    return decode_totals(layers.BLOCK, pairs)
+
+
+def decode_layer(layer, raw):
+    """The Snapshot fields of one layer from raw (map name -> pairs)."""
+    totals_f, hists_f, errors_f = layer.fields
+    out = {totals_f: decode_totals(layer, raw.get(layer.stats, [])),
+           hists_f: decode_hists(raw.get(layer.hist, []), layer)}
+    if errors_f is not None:
+        out[errors_f] = decode_errors(raw.get(layer.errs, []), layer)
+    return out
+
+
+def decode(time_ns, traced, raw, counter_values):
+    """A Snapshot of the traced layers: raw is map name -> (key, value)
+    pairs, counter_values layer name -> the values of its counter array."""
+    fields, counters = {}, {}
+    for layer in traced:
+        fields.update(decode_layer(layer, raw))
+        counters.update(decode_counters(counter_values.get(layer.name, []), layer))
+    return Snapshot(time_ns, {}, {}, {}, counters)._replace(**fields)
 
 
 def snapshot(time_ns, stats_pairs, hist_pairs, err_pairs, counter_values):
-    return Snapshot(
-        time_ns,
-        decode_stats(stats_pairs),
-        decode_hists(hist_pairs),
-        decode_errors(err_pairs),
-        decode_counters(counter_values),
-    )
+    """A Snapshot of the block layer alone."""
+    b = layers.BLOCK
+    return decode(time_ns, (b,), {b.stats: stats_pairs, b.hist: hist_pairs, b.errs: err_pairs},
+                  {b.name: counter_values})
 
 
 def empty_snapshot(time_ns):
     return Snapshot(time_ns, {}, {}, {}, dict.fromkeys(layout.COUNTERS, 0))
-
-
-def _sys_key(k):
-    return SysKey(int(k.cgid), int(k.tgid), int(k.tid), int(k.sc))
-
-
-def _value(v):
-    return int(v.value if hasattr(v, "value") else v)
-
-
-def with_syscalls(snap, stats_pairs, hist_pairs, err_pairs, counter_values):
-    """snap with the syscall layer's map entries added."""
-    totals = {_sys_key(k): SysTotals(int(v.calls), int(v.bytes), int(v.errors), int(v.sum_ns), comm_text(v.comm))
-              for k, v in stats_pairs}
-    hists = {}
-    for k, v in hist_pairs:
-        key = _sys_key(k.k)
-        arr = hists.get(key)
-        if arr is None:
-            arr = hists[key] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
-        if 0 <= int(k.bucket) < layout.NBUCKETS:
-            arr[int(k.bucket)] += _value(v)
-    errors = {}
-    for k, v in err_pairs:
-        cell = (_sys_key(k.k), -int(k.err))
-        errors[cell] = errors.get(cell, 0) + _value(v)
-    vals = [_value(v) for v in counter_values] + [0] * len(layout.SC_COUNTERS)
-    counters = dict(snap.counters, **dict(zip(layout.SC_COUNTERS, vals)))
-    return snap._replace(counters=counters, sys_totals=totals, sys_hists=hists, sys_errors=errors)
-
-
-def loop_snapshot(time_ns, stats_pairs, hist_pairs):
-    """(time_ns, {(tgid, step): (count, sum_ns, min_ns, max_ns, comm)},
-    {(tgid, step): bucket counts}) from the loop maps."""
-    stats = {(int(k.tgid), int(k.step)): (int(v.count), int(v.sum_ns), int(v.min_ns), int(v.max_ns),
-                                          comm_text(v.comm)) for k, v in stats_pairs}
-    hists = {}
-    for k, v in hist_pairs:
-        cell = (int(k.k.tgid), int(k.k.step))
-        arr = hists.get(cell)
-        if arr is None:
-            arr = hists[cell] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
-        if 0 <= int(k.bucket) < layout.NBUCKETS:
-            arr[int(k.bucket)] += _value(v)
-    return time_ns, stats, hists
 
 
 def _delta_counts(cur, prev):
@@ -126,9 +111,10 @@ def _delta_counts(cur, prev):
     return out
 
 
-def _delta_totals(cur, prev):
-    """Field-wise differences of Totals or SysTotals (counts first, comm
-    last); keys whose count (the first field) did not move are left out."""
+def _delta_totals(cur, prev, gauges=()):
+    """Field-wise differences of a layer's totals records (count first,
+    comm last; `gauges` are kept from cur); keys whose count did not move
+    are left out."""
     out = {}
     for k, t in cur.items():
         p = prev.get(k)
@@ -136,7 +122,8 @@ def _delta_totals(cur, prev):
             if t[0]:
                 out[k] = t
         elif t[0] != p[0]:
-            out[k] = type(t)(*(a - b for a, b in zip(t[:-1], p[:-1])), t.comm)
+            d = type(t)(*(a - b for a, b in zip(t[:-1], p[:-1])), t.comm)
+            out[k] = d._replace(**{g: getattr(t, g) for g in gauges}) if gauges else d
     return out
 
 
@@ -150,15 +137,16 @@ def _delta_hists(cur, prev):
     return out
 
 
-# The Snapshot fields keyed by process (Key, SysKey, or a (key, x) pair):
-# the ones folding and refolding touch.
-CELL_FIELDS = ("totals", "hists", "errors", "sys_totals", "sys_hists", "sys_errors")
+# The Snapshot fields keyed by process (a layer's key, or a (key, x) pair)
+# of the layers that fold: the ones folding and refolding touch.
+CELL_FIELDS = tuple(f for layer in layers.ALL if layer.folds for f in layer.fields if f)
+_KEY_TYPES = tuple(layer.key for layer in layers.ALL)
 
 
 def cell_key(cell):
-    """The Key or SysKey of a Snapshot dict key: itself, or the first of a
+    """The key record of a Snapshot dict key: itself, or the first of a
     (key, stage/errno) pair."""
-    return cell if isinstance(cell, (Key, SysKey)) else cell[0]
+    return cell if isinstance(cell, _KEY_TYPES) else cell[0]
 
 
 def folded_key(key):
@@ -171,14 +159,14 @@ def folded_key(key):
 
 
 def _folded_cell(cell):
-    """folded_key for a dict key that is a Key/SysKey or a (key, x) pair."""
+    """folded_key for a dict key that is a key record or a (key, x) pair."""
     key = cell_key(cell)
     f = folded_key(key)
     return f if f is None or key is cell else (f, cell[1])
 
 
 def add_totals(a, b):
-    """Field-wise sum of two Totals or SysTotals (either may be None); the
+    """Field-wise sum of two totals records of a layer (either may be None); the
     comm is the folded key's."""
     if a is None:
         return b._replace(comm=layout.EXITED_COMM)
@@ -230,7 +218,11 @@ def delta(cur, prev):
     was folded (refold)."""
     prev = refold(prev, cur)
     counters = {name: cur.counters.get(name, 0) - prev.counters.get(name, 0) for name in cur.counters}
-    return Snapshot(cur.time_ns, _delta_totals(cur.totals, prev.totals), _delta_hists(cur.hists, prev.hists),
-                    _delta_counts(cur.errors, prev.errors), counters,
-                    _delta_totals(cur.sys_totals, prev.sys_totals), _delta_hists(cur.sys_hists, prev.sys_hists),
-                    _delta_counts(cur.sys_errors, prev.sys_errors))
+    fields = {}
+    for layer in layers.ALL:
+        totals_f, hists_f, errors_f = layer.fields
+        fields[totals_f] = _delta_totals(getattr(cur, totals_f), getattr(prev, totals_f), layer.gauges)
+        fields[hists_f] = _delta_hists(getattr(cur, hists_f), getattr(prev, hists_f))
+        if errors_f is not None:
+            fields[errors_f] = _delta_counts(getattr(cur, errors_f), getattr(prev, errors_f))
+    return Snapshot(cur.time_ns, {}, {}, {}, counters)._replace(**fields)

@@ -1,4 +1,4 @@
-"""What each offline command does (report, compare, plot), from parsed arguments to output.
+"""What each offline command does (report, compare, plot), from typed options to output.
 
 These read recordings only: they need neither root nor bcc and must never
 import loader, commands or anything that does. Parsing lives in cli.py;

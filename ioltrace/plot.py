@@ -14,7 +14,7 @@ import numpy as np
 from . import hist, layout
 from .errors import BadInput
 from .recording import stages_of
-from .views import fmt
+from . import fmt
 from .views.hist import title
 
 FORMATS = ("png", "svg", "pdf")

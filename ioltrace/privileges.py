@@ -26,6 +26,7 @@ import pwd
 import struct
 from typing import NamedTuple
 
+from . import bpfsys
 from .errors import BadInput, IoltraceError
 
 CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
@@ -34,7 +35,6 @@ PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 8, 24, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 BPF_MAP_GET_NEXT_KEY, BPF_OBJ_GET_INFO_BY_FD = 4, 15
-SYS_BPF = {"x86_64": 321, "aarch64": 280}
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 CAP_NAMES = {CAP_SYS_ADMIN: "CAP_SYS_ADMIN", CAP_BPF: "CAP_BPF"}
 
@@ -127,7 +127,7 @@ def _in_child(fn, t, keep):
 
 
 def _bpf(cmd, attr):
-    nr = SYS_BPF.get(os.uname().machine)
+    nr = bpfsys.BPF_SYSCALL.get(os.uname().machine)
     if nr is None:
         raise OSError(0, "bpf() number unknown for this machine")
     buf = ctypes.create_string_buffer(attr, max(len(attr), 128))

@@ -47,13 +47,35 @@ class SysTotals(NamedTuple):
     comm: str
 
 
+class LoopKey(NamedTuple):
+    """One loop-layer key (maps.decode_layer): a process and a step of its
+    chain (layout.LOOP_WHOLE_STEP: the whole chain)."""
+
+    tgid: int
+    step: int
+
+
+class LoopTotals(NamedTuple):
+    """Counters of one LoopKey, cumulative or a delta (min_ns and max_ns are
+    since the start: layers.LOOP.gauges)."""
+
+    count: int
+    sum_ns: int
+    min_ns: int
+    max_ns: int
+    comm: str
+
+
 class Snapshot(NamedTuple):
     """Everything read from the kernel maps at one moment (maps.snapshot).
 
-    hists maps (Key, stage) -> numpy bucket counts; errors maps (Key, errno)
-    -> count; counters maps layout.COUNTERS (and SC_COUNTERS) names -> count.
-    The sys_* fields hold the syscall layer, keyed by SysKey (hists by SysKey
-    alone: one latency histogram per key); empty when it is not traced.
+    Each layer of layers.py owns three fields (its Layer.fields): totals by
+    key, hists by (key, stage) (by key alone for a layer with one stage),
+    errors by (key, errno). Block: totals, hists, errors keyed by Key;
+    syscall: sys_* keyed by SysKey; loop: loop_* keyed by LoopKey. counters
+    maps every traced layer's counter names -> count. A layer that is not
+    traced has empty fields. Every totals record has its count of
+    completions first and its comm last (maps.delta relies on it).
     """
 
     time_ns: int
@@ -64,6 +86,8 @@ class Snapshot(NamedTuple):
     sys_totals: dict = {}
     sys_hists: dict = {}
     sys_errors: dict = {}
+    loop_totals: dict = {}
+    loop_hists: dict = {}
 
 
 class GroupId(NamedTuple):

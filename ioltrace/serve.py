@@ -7,12 +7,10 @@ reads the kernel maps at that moment (Tracer.snapshot: batch lookups); the
 kernel side keeps counting meanwhile, nothing here pauses it. Scrapes are
 serialised, so the exporter's memory of label sets is updated in order.
 
-Owns the order of things, like commands.py: validate the address, the web
-config (webconfig.py: TLS, basic auth), the textfile path and the user to
-become, and bind the socket first; then attach; then switch to that user
-with the fewest capabilities (privileges.py) before any thread starts; then
-serve until a stop signal; always detach, close the socket and remove the
-temporary file on the way out. The exposition itself is
+The pieces of serving: address parsing, the HTTP server (with the TLS and
+basic auth of webconfig.py), the textfile, the scraper. commands/serve.py
+owns the order of things (validate, bind, attach, drop privileges, serve
+until a stop signal, clean up); the exposition itself is
 export/prometheus.py's.
 """
 
@@ -25,7 +23,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import __version__, privileges, session, webconfig
+from . import __version__, webconfig
 from .errors import BadInput
 from .export import prometheus
 
@@ -256,90 +254,3 @@ class Scraper:
     def close(self):
         with self.lock:
             self.closed = True
-
-
-def _bpf_fds(tracer):
-    """A map and a program descriptor of the tracer, for privileges.drop's probe."""
-    b, table = (tracer.bpf, "stats") if tracer.bpf is not None else (tracer.sys, "sc_stats")
-    prog = next(iter(b.funcs.values()), None)
-    return b[table].map_fd, None if prog is None else prog.fd
-
-
-def run(args):
-    from .commands import kernel_options, layers
-    from .loader import Tracer
-    from .resolve import Resolver
-
-    listen = args.listen
-    if listen is None:
-        # A textfile alone is for sites that open no ports.
-        listen = "none" if args.textfile else DEFAULT_LISTEN
-    addr = parse_listen(listen)
-    if addr is None and not args.textfile:
-        raise BadInput("--listen none", "nothing to serve", "give --textfile PATH, or an address to listen on")
-    web = webconfig.load(args.web_config) if getattr(args, "web_config", None) else None
-    if web is not None and addr is None:
-        raise BadInput("--web-config", "applies to the HTTP listener, and --listen is none")
-    resolver = Resolver()
-    chosen = layers(args)
-    stages = ("queue", "device", "total") if args.total else ("queue", "device")
-    opts = kernel_options(args, resolver, total_hist=args.total)
-    textfile = Textfile(args.textfile) if args.textfile else None
-    become = privileges.target(getattr(args, "user", None), os.path.dirname(textfile.path) if textfile else None)
-    server = tracer = scraper = thread = None
-    try:
-        if addr is not None:
-            # Bound before attaching, so a busy port costs no probe set-up;
-            # requests wait in the backlog until the thread starts.
-            server = bind(addr, lambda fmt: scraper.render(fmt), web=web)
-        tracer = Tracer(opts, verbose=args.verbose, layers=chosen, syscalls=args.syscalls,
-                        keep_exited=args.keep_exited)
-        info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
-                "headers": tracer.headers.kind, "layers": ",".join(chosen)}
-        exporter = prometheus.Exporter(resolver, per_process=args.per_process, max_series=args.max_series,
-                                       stages=stages, info=info, layers=chosen)
-        scraper = Scraper(tracer, exporter)
-        if become is not None:
-            # Before any thread starts: capabilities are per thread.
-            sys.stderr.write(privileges.drop(become, *_bpf_fds(tracer)).describe() + "\n")
-        with session.Stopper() as stopper:
-            if server is not None:
-                thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                          name="ioltrace-http", daemon=True)
-                thread.start()
-                sys.stderr.write(f"serving {url(server.server_address, server.web.scheme)} and /healthz"
-                                 + (f" ({web.describe()})" if web else "") + "\n")
-            if textfile is not None:
-                sys.stderr.write(f"writing {textfile.path} every {args.interval:g}s\n")
-                if not textfile.path.endswith(".prom"):
-                    sys.stderr.write("note: node_exporter's textfile collector reads only *.prom files\n")
-            session.banner(tracer, args.verbose)
-            t0 = time.monotonic()
-            n = 0
-            while not stopper.stopped:
-                if textfile is not None:
-                    textfile.write(scraper.render(prometheus.TEXT))
-                    n += 1
-                    stopper.sleep_until(t0 + n * args.interval)
-                else:
-                    stopper.sleep_until(time.monotonic() + 3600)
-            if textfile is not None:
-                # The last interval's I/O too; the file stays for the
-                # collector (node_textfile_mtime_seconds says how old it is).
-                textfile.write(scraper.render(prometheus.TEXT))
-    finally:
-        if server is not None:
-            if thread is not None:
-                server.shutdown()
-            server.server_close()
-        if scraper is not None:
-            scraper.close()
-        if tracer is not None:
-            tracer.close()
-        if textfile is not None:
-            textfile.cleanup()
-    parts = [f"{server.served} scrapes"] if server else []
-    if textfile is not None:
-        parts.append(f"{textfile.writes} textfile writes")
-    sys.stderr.write(f"ioltrace serve: stopped after {', '.join(parts)}; probes detached\n")
-    return 0

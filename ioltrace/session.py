@@ -1,4 +1,4 @@
-"""The tracing loop shared by live commands: intervals, signals, clean exit.
+"""The one interval loop of every live command: intervals, signals, banner.
 
 Owns the order of things: validate options and open output files first, then
 attach probes, then poll the kernel every interval and hand deltas to a
@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from . import layout, maps
+from . import maps
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -49,7 +49,7 @@ class Stopper:
         return False
 
 
-def banner(tracer, verbose, out=sys.stderr):
+def banner(tracer, verbose, out=sys.stderr, what="block I/O"):
     start = ""
     if tracer.start_tp:
         start = f"; start event {tracer.start_tp}" + (
@@ -58,7 +58,7 @@ def banner(tracer, verbose, out=sys.stderr):
     if verbose:
         out.write(f"headers: {tracer.headers.detail}\n")
         out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")
-    out.write("Tracing block I/O... Hit Ctrl-C to end.\n")
+    out.write(f"Tracing{' ' + what if what else ''}... Hit Ctrl-C to end.\n")
     out.flush()
 
 
@@ -107,5 +107,12 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
             return first, cur
 
 
-def alarm_counters(counters):
-    return {k: v for k, v in counters.items() if k in layout.ALARM_COUNTERS and v}
+def live(tracer, interval, count, on_interval, verbose, wait=None, announce=True, what="block I/O",
+         on_start=None):
+    """run() under a Stopper, after the banner: what hist, top and loop (and
+    demo through top) share. wait(stopper) -> wait(deadline), or None for a
+    plain sleep; announce False: no banner (top's full screen)."""
+    with Stopper() as stopper:
+        return run(tracer, interval, count, on_interval, stopper, wait=wait(stopper) if wait else None,
+                   announce=(lambda: banner(tracer, verbose, what=what)) if announce else None,
+                   on_start=on_start)

@@ -227,11 +227,12 @@ else
     echo "$want" >"$stamp"
 fi
 
-for mod in pytest hypothesis; do
+for spec in pytest:pytest hypothesis:hypothesis importlinter:import-linter; do   # module:package
     $want_test || break
+    mod=${spec%%:*} pkg=${spec#*:}
     if ! (cd / && "$VENV/bin/python" -c "import $mod") >/dev/null 2>&1; then
-        say "pip install $mod into the venv"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$mod"
+        say "pip install $pkg into the venv"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$pkg"
     fi
 done
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from .. import layout
 from ..errors import BadInput
 from ..records import CsvRow
-from ..views.fmt import errno_name, spell
+from ..fmt import errno_name, spell
 
 FORMAT_VERSION = 2  # 2 added the layer column; version 1 files are read as layer "block"
 MAGIC = "# ioltrace-csv"
@@ -76,12 +76,21 @@ class CsvWriter:
     def write_interval(self, groups, start_ts, end_ts, counters=None, extra_rows=()):
         """One interval: block Groups and their counters, plus any rows of
         other layers, in a single write."""
+        self._write_rows(rows(groups, start_ts, end_ts, counters), extra_rows)
+
+    def write_layers(self, layer_groups, start_ts, end_ts, counters=None):
+        """One interval of [(layer name, Groups)]; the kernel counters
+        follow the first layer's rows, all in a single write."""
+        self._write_rows(*(rows(groups, start_ts, end_ts, counters if i == 0 else None, layer=name)
+                           for i, (name, groups) in enumerate(layer_groups)))
+
+    def _write_rows(self, *row_lists):
         buf = io.StringIO()
         # RFC 4180 line ends: with "\n" alone, csv leaves a lone "\r" in a
         # name (a comm may hold one) unquoted, and the row splits on reading.
         w = csv.writer(buf, lineterminator="\r\n")
-        w.writerows(rows(groups, start_ts, end_ts, counters))
-        w.writerows(extra_rows)
+        for r in row_lists:
+            w.writerows(r)
         self._write(buf.getvalue())
 
     def close(self):

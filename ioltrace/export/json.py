@@ -43,7 +43,7 @@ import sys
 from .. import hist, layout, stats
 from ..errors import BadInput
 from ..recording import Series, stages_of
-from ..views.fmt import spell
+from ..fmt import spell
 
 SCHEMA = "ioltrace-report/1"
 COMPARE_SCHEMA = "ioltrace-compare/1"

@@ -15,15 +15,20 @@ on them:
   folded into (``other``) never gives members back;
 - histogram buckets are exact sums of kernel counts: every exported edge is
   a fine-bucket boundary of layout.py, so nothing is interpolated.
+
+Over 400 lines for one reason: the memory kept between scrapes (Level,
+_Acc) and the rendering that reads it are the two halves of the first
+promise, and are checked together (tests/unit/test_prometheus.py). Which
+layers, levels and labels exist comes from layers.py.
 """
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
 from .. import layout, maps
-from ..views.fmt import errno_name, spell
+from .. import layers as layer_decls
+from ..fmt import errno_name, spell
 
 TEXT = "text"
 OPENMETRICS = "openmetrics"
@@ -50,7 +55,6 @@ NBUCKETS_OUT = len(LE_VALUES)
 DEFAULT_MAX_SERIES = 1000   # label sets per level before folding; range 1..1e9
 OTHER = "other"             # the value of every label of a folded label set
 
-STAGE_NUMBER = {name: i for i, name in enumerate(layout.STAGES)}
 
 
 def cumulative(counts):
@@ -189,73 +193,37 @@ class _Acc:
             self.hist[s] = self.hist[s] + v if s in self.hist else v.copy()
 
 
-def _stage_sum(t, stage):
-    if stage == layout.STAGE_QUEUE:
-        return t.queue_ns
-    if stage == layout.STAGE_DEVICE:
-        return t.device_ns
-    return t.queue_ns + t.device_ns   # total = queue + device, per request
-
-
 # -- layers ----------------------------------------------------------------------
-
-SYS_STAGE = 0   # the syscall layer's one histogram: sys_enter to sys_exit
-
-
-class _SysTotals(NamedTuple):
-    """A SysTotals under the field names the level code reads (ios = calls)."""
-
-    ios: int
-    bytes: int
-    errors: int
-    sum_ns: int
-    comm: str
-
 
 def _pid_label(key):
     return "exited" if key.tgid == layout.EXITED_TGID else str(key.tgid)
 
 
-def _block_view(snap):
-    return snap.totals, snap.hists, snap.errors
-
-
-def _sys_view(snap):
-    """The syscall layer of a Snapshot in the block layer's shapes: totals by
-    key, hists by (key, stage), errors by (key, errno)."""
-    totals = {k: _SysTotals(t.calls, t.bytes, t.errors, t.sum_ns, t.comm) for k, t in snap.sys_totals.items()}
-    return totals, {(k, SYS_STAGE): arr for k, arr in snap.sys_hists.items()}, snap.sys_errors
-
-
 class _Layer:
-    """One traced layer as exported: its levels, its histogram stages, the
-    wording of its families, and what its last scrape saw."""
+    """One traced layer (a layers.Layer) as exported: its levels, its
+    histogram stages, and what its last scrape saw."""
 
-    def __init__(self, levels, stages, stage_labels, count, helps, entities, view, stage_sum):
+    def __init__(self, decl, levels, stages):
+        self.decl = decl
         self.levels = levels
-        self.stages = stages                # kernel stage numbers with a histogram family
-        self.stage_labels = stage_labels    # their stage="..." values; None: no stage label
-        self.count = count                  # family of completions: "ios" or "calls"
-        self.helps = helps                  # (count, bytes, errors, latency) HELP texts with {what}
-        self.entities = entities            # (key, comm) -> label set per level; None: catch-all key
-        self.view = view                    # Snapshot -> (totals, hists, errors) of this layer
-        self.stage_sum = stage_sum          # (totals, stage) -> exact ns
+        self.stages = stages                # stage numbers with a histogram family
+        self.stage_labels = tuple(decl.stages[s] if decl.stage_label else None for s in stages)
+        self.count = decl.count_field       # family of completions: "ios" or "calls"
+        self.helps = decl.helps
+        self.sum_fields = {s: decl.stage_sums[decl.stages[s]] for s in stages}
         self.prev = None                    # (totals, errors, [(key, stage)], coarse rows) of the last scrape
 
+    def view(self, snap):
+        """(totals by key, hists by (key, stage), errors by (key, errno))."""
+        totals_f, hists_f, errors_f = self.decl.fields
+        hists = getattr(snap, hists_f)
+        if not self.decl.staged:
+            hists = {(k, 0): arr for k, arr in hists.items()}
+        return getattr(snap, totals_f), hists, getattr(snap, errors_f) if errors_f else {}
 
-BLOCK_HELPS = (
-    "Completed block I/O requests, failed ones included, {what}.",
-    "Bytes of successfully completed block I/O requests, {what}.",
-    "Block I/O requests completed with an error, {what}, by errno.",
-    "Block I/O latency {what}; stage queue is start to dispatch, device is dispatch to completion, "
-    "total is start to completion.",
-)
-SYSCALL_HELPS = (
-    "Completed calls of the traced I/O syscalls, failed ones included, {what}.",
-    "Bytes returned by successful read and write family syscalls, {what}.",
-    "I/O syscalls that returned an error, {what}, by errno.",
-    "I/O syscall latency {what}, from sys_enter to sys_exit.",
-)
+    def stage_sum(self, t, stage):
+        """The exact ns of one stage of a totals record."""
+        return sum(getattr(t, f) for f in self.sum_fields[stage])
 
 
 # -- the exporter ---------------------------------------------------------------
@@ -267,7 +235,7 @@ class Exporter:
     stages: block stage names to export histograms for (the kernel records
     "total" only when built with total_hist).
     info: labels of ioltrace_build_info.
-    layers: "block" and/or "syscall", as the tracer was attached.
+    layers: names of the layers.py declarations the tracer attached.
     """
 
     def __init__(self, resolver, per_process=False, max_series=DEFAULT_MAX_SERIES,
@@ -277,45 +245,41 @@ class Exporter:
         self.per_process = per_process
         self.info = dict(info or {})
         self.layers = []
-        if "block" in layers:
-            levels = [
-                Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op", False),
-                Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"),
-                      "per cgroup v2, disk and op", False),
-            ]
-            if per_process:
-                levels.append(Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
-                                    "per process (pid and comm), disk and op", True))
-            self.layers.append(_Layer(levels, tuple(STAGE_NUMBER[s] for s in stages), tuple(stages), "ios",
-                                      BLOCK_HELPS, self._entities, _block_view, _stage_sum))
-        if "syscall" in layers:
-            levels = [Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "syscall"),
-                            "per cgroup v2 and syscall", False)]
-            if per_process:
-                levels.append(Level("process_syscall", "ioltrace_process_syscall", ("pid", "comm", "syscall"),
-                                    "per process (pid and comm) and syscall", True))
-            self.layers.append(_Layer(levels, (SYS_STAGE,), (None,), "calls", SYSCALL_HELPS,
-                                      self._sys_entities, _sys_view, lambda t, stage: t.sum_ns))
+        for decl in layer_decls.named(layers):
+            if not decl.levels:
+                continue
+            levels = [Level(lv.name, lv.prefix, lv.labels, lv.what, lv.per_process)
+                      for lv in decl.levels if per_process or not lv.per_process]
+            wanted = tuple(decl.stages.index(s) for s in stages if s in decl.stages) if decl.staged else (0,)
+            self.layers.append(_Layer(decl, levels, wanted))
         self._templates = {}
 
-    # Label sets of one kernel key, one per level; None for the kernel's own
-    # catch-all key (stats map full), which every level shows as "other".
-    def _entities(self, key, comm):
+    def _entities(self, layer, key, comm):
+        """Label sets of one kernel key, one per level; None for the
+        kernel's own catch-all key (stats map full), which every level
+        shows as "other"."""
         if key.tgid == layout.OTHER_TGID:
             return None
-        op = layout.OPS[key.op] if key.op < len(layout.OPS) else str(key.op)
-        disk = self.resolver.disk_name(key.dev)
-        ents = [(disk, op), (spell(self.resolver.cgroup_path(key.cgid)), disk, op)]
-        if self.per_process:
-            ents.append((_pid_label(key), spell(comm), disk, op))
-        return ents
+        decl = layer.decl
+        memo = {}
 
-    def _sys_entities(self, key, comm):
-        sc = layout.SYSCALLS[key.sc] if key.sc < len(layout.SYSCALLS) else str(key.sc)
-        ents = [(spell(self.resolver.cgroup_path(key.cgid)), sc)]
-        if self.per_process:
-            ents.append((_pid_label(key), spell(comm), sc))
-        return ents
+        def value(label):
+            v = memo.get(label)
+            if v is None:
+                if label in ("op", "syscall"):
+                    v = decl.op_name(key)
+                elif label == "disk":
+                    v = self.resolver.disk_name(key.dev)
+                elif label == "cgroup":
+                    v = spell(self.resolver.cgroup_path(key.cgid))
+                elif label == "pid":
+                    v = _pid_label(key)
+                else:   # comm
+                    v = spell(comm)
+                memo[label] = v
+            return v
+
+        return [tuple(value(label) for label in lvl.labels) for lvl in layer.levels]
 
     def _remember_gone(self, layer, totals_now, ents_of):
         """Kernel keys of the previous scrape that left the maps (or
@@ -325,7 +289,7 @@ class Exporter:
         # A folded key's counts live on in its folded key (same cgroup, disk
         # and op), so keeping them here too would count them twice.
         gone = [k for k, p in totals.items()
-                if (p.ios or p.bytes or p.errors) and (k not in totals_now or totals_now[k].ios < p.ios)
+                if (p[0] or p.bytes or p.errors) and (k not in totals_now or totals_now[k][0] < p[0])
                 and not (k not in totals_now and maps.folded_key(k) in totals_now)]
         if not gone:
             return
@@ -333,7 +297,7 @@ class Exporter:
         for k in gone:
             t = totals[k]
             acc = accs[k] = _Acc()
-            acc.ios, acc.bytes = t.ios, t.bytes
+            acc.ios, acc.bytes = t[0], t.bytes
             acc.sum_ns = {s: layer.stage_sum(t, s) for s in layer.stages}
         for row, (k, stage) in enumerate(cell_keys):
             acc = accs.get(k)
@@ -368,7 +332,7 @@ class Exporter:
         def ents_of(k, comm):
             got = memo.get(k)
             if got is None:
-                got = memo[k] = layer.entities(k, comm) or ()
+                got = memo[k] = self._entities(layer, k, comm) or ()
             return got or None
 
         if layer.prev is not None:
@@ -376,7 +340,7 @@ class Exporter:
 
         # Keys with something to show; the loader seeds the catch-all keys
         # with zeros, and those stay hidden until the kernel uses them.
-        live = [(k, t) for k, t in totals.items() if t.ios or t.bytes or t.errors]
+        live = [(k, t) for k, t in totals.items() if t[0] or t.bytes or t.errors]   # t[0]: the layer's count
         live_ents = [ents_of(k, t.comm) for k, t in live]
         for i, lvl in enumerate(layer.levels):
             seen = {}
@@ -385,7 +349,7 @@ class Exporter:
                     continue
                 e = ents[i]
                 b, n = seen.get(e, (0, 0))
-                seen[e] = (b + t.bytes, n + t.ios)
+                seen[e] = (b + t.bytes, n + t[0])
             lvl.forget(seen)
             lvl.assign(seen, self.max_series)
 
@@ -442,7 +406,7 @@ class Exporter:
         sums = [[0] * nst for _ in range(n)]
         errors = {}
         for (k, t), j in zip(live, key_out):
-            ios[j] += t.ios
+            ios[j] += t[0]
             nbytes[j] += t.bytes
             s = sums[j]
             for si, stage in enumerate(stages):

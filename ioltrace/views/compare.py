@@ -10,8 +10,7 @@ lines; computes no statistics itself.
 import math
 import textwrap
 
-from .. import stats
-from . import fmt
+from .. import fmt, stats
 from .hist import title
 from .report import kernel_footer
 

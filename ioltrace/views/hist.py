@@ -4,8 +4,7 @@ Takes Groups (group.by_key) and returns text; the fine kernel buckets are
 drawn as power-of-two rows but every statistic uses the fine buckets.
 """
 
-from .. import hist
-from . import fmt
+from .. import fmt, hist
 
 BAR_WIDTH = 40
 

@@ -8,9 +8,8 @@ per time window. Returns lines or a string; never reads files or prints.
 import csv
 import io
 
-from .. import hist, layout, stats
+from .. import fmt, hist, layers, layout, stats
 from ..recording import Series, stages_of
-from . import fmt
 from .hist import footer, render_hist, title
 
 PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
@@ -22,8 +21,8 @@ CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_sta
 def kernel_footer(counters):
     """The footer of the live views: non-zero counters that mean lost or
     degraded data, and any this version does not know (a newer recorder's)."""
-    known = set(layout.COUNTERS) | set(getattr(layout, "SC_COUNTERS", ()))
-    alarms = set(layout.ALARM_COUNTERS) | set(getattr(layout, "SC_COUNTERS", ()))
+    known = {n for layer in layers.ALL for n in layer.counters} | set(layout.MISSED_COUNTERS)
+    alarms = set(layers.ALARM_COUNTERS)
     return footer(counters, sorted(k for k, v in counters.items() if v and (k in alarms or k not in known)))
 
 

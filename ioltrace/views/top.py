@@ -6,9 +6,8 @@ the kernel, so batch mode, the live screen and tests share it.
 
 import math
 
-from .. import hist, layout
+from .. import fmt, hist, layout
 from ..records import TopRow
-from . import fmt
 
 # (column, header, width, right-aligned); name takes what is left.
 COLUMNS = (
@@ -181,3 +180,70 @@ def _cell(r, field):
     if field == "share":
         return f"{v * 100:.0f}%"
     return str(v)
+
+
+class TopState:
+    """What the live view remembers between intervals and key presses."""
+
+    KEYS = {"r": "read", "w": "write", "i": "iops", "l": "latency", "b": "bytes", "n": "name", "p": "id",
+            "q": None}
+    SEEN_MAX = 4096  # idle keys kept on screen without -o; range 0..1M
+
+    def __init__(self, sort, layer="block", only=False):
+        self.sort = sort
+        self.layer = layer
+        if self.layer == "syscall" and self.sort == "latency":
+            self.sort = "sp99"
+        self.reverse = True
+        self.only = only
+        self.seen = {}          # key -> name, for keys idle in this interval
+        self.rows = []
+        self.header = []
+
+    def update(self, rows_, header):
+        for r in rows_:
+            self.seen.pop(r.key, None)
+            self.seen[r.key] = r.name
+        while len(self.seen) > self.SEEN_MAX:
+            del self.seen[next(iter(self.seen))]
+        if not self.only:
+            have = {r.key for r in rows_}
+            rows_ = rows_ + [idle_row(k, n) for k, n in self.seen.items() if k not in have]
+        self.rows = rows_
+        self.header = header
+
+    def press(self, ch):
+        """Apply a key; returns False for quit."""
+        if ch == "q":
+            return False
+        if ch == "o":
+            self.only = not self.only
+        elif ch == "R":
+            self.reverse = not self.reverse
+        elif ch in self.KEYS:
+            self.sort = self.KEYS[ch]
+            if self.sort == "latency" and self.layer == "syscall":
+                self.sort = "sp99"
+        return True
+
+
+def idle_row(key, name):
+    nan = float("nan")
+    return TopRow(key, name, 0.0, 0.0, 0.0, nan, nan, nan, nan, 0, 0.0, "")
+
+
+def batch_lines(state, with_controls, width=80):
+    """One plain table of batch mode: the header, then every row."""
+    lines = list(state.header)
+    lines += table_lines(sort_rows(state.rows, state.sort, state.reverse), width=width,
+                         with_controls=with_controls, layer=state.layer)
+    return lines
+
+
+def summary_lines(rows_, alarms, seconds, by, width=80, with_controls=False, layer="block", title=None):
+    """One screen for a whole run (top's final word on Ctrl-C, demo's)."""
+    rows_ = sort_rows(rows_, "bytes")
+    lines = [title or f"Summary of {seconds:.1f}s, by {by}, top {min(len(rows_), 20)} of {len(rows_)} by bytes:"]
+    lines += header_lines(rows_, alarms, "whole run", seconds, by, "bytes")[1:]
+    lines += table_lines(rows_, width=width, with_controls=with_controls, limit=20, layer=layer)
+    return lines

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ioltrace import cli, commands
+from ioltrace import cli, loader
 
 REPO = Path(__file__).resolve().parents[2]
 NO_PID = 4_000_000  # <= PID_MAX_LIMIT (4194304), so only the existence check rejects it
@@ -54,7 +54,7 @@ def params():
 def no_tracing(monkeypatch):
     def tracer(*a, **kw):
         pytest.fail("tracing started: validation let a bad command line through")
-    monkeypatch.setattr(commands, "Tracer", tracer)
+    monkeypatch.setattr(loader, "Tracer", tracer)
     assert not os.path.exists(f"/proc/{NO_PID}") and not os.path.exists(NO_DIR)
 
 

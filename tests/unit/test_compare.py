@@ -11,7 +11,7 @@ import pytest
 
 from ioltrace import cli, hist, recording, stats
 from ioltrace.export import json as jexport
-from ioltrace.views.fmt import ns as fmt_ns
+from ioltrace.fmt import ns as fmt_ns
 
 from .recfiles import T0, group, one_file, samples, write
 

@@ -10,7 +10,7 @@ import pytest
 
 from ioltrace import hist
 from ioltrace.records import Group, GroupId
-from ioltrace.views import fmt
+from ioltrace import fmt
 from ioltrace.views import hist as view
 
 SCALE = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}

@@ -33,7 +33,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ioltrace import cgroups, cli, commands, demo, doctor, loader, serve
+from ioltrace import cgroups, cli, doctor, loader, serve
+from ioltrace.commands import common, hist
+from ioltrace.commands import demo as demo_command
 from ioltrace.records import Check
 
 from . import recfiles
@@ -64,11 +66,8 @@ def sandbox(tmp_path_factory):
             raise WouldRun(name)
         return would_run
 
-    mp.setattr(commands, "Tracer", stub("commands.Tracer"))
     mp.setattr(loader, "Tracer", stub("loader.Tracer"))
-    mp.setattr(loader, "LoopTracer", stub("loader.LoopTracer"))
-    mp.setattr(demo, "Tracer", stub("demo.Tracer"))
-    mp.setattr(demo, "run", stub("demo.run"))
+    mp.setattr(demo_command, "main", stub("demo.run"))
     mp.setattr(serve, "bind", stub("serve.bind"))
     mp.setattr(cgroups, "ScratchCgroup", stub("cgroups.ScratchCgroup"))
     # The real checks may assemble a headers tree; the verdict is not under test here.
@@ -332,7 +331,7 @@ def test_hostile_filters_become_integers(text, start_tp):
     if comm_ok:
         argv += ["--comm", text]
     args = cli.build_parser().parse_args(argv)
-    opts = commands.kernel_options(args, FakeResolver(), by_thread=True, total_hist=True)
+    opts = common.kernel_options(cli.options_of(hist.Options, args), FakeResolver(), by_thread=True, total_hist=True)
     for field, value in opts._asdict().items():
         assert value is None or type(value) in (int, bool) or (field == "comm" and type(value) is bytes), (field, value)
     flags = loader.cflags(opts, start_tp)
@@ -349,8 +348,8 @@ def test_hostile_filters_become_integers(text, start_tp):
        st.booleans(), st.booleans())
 def test_any_comm_and_names_become_integers(raw, name, by_thread, total):
     text = raw.decode("utf-8", "surrogateescape")   # how Python hands non-UTF-8 argv bytes over
-    args = argparse.Namespace(disk=name or None, cgroup=name or None, pid=None, comm=cli.comm_arg(text))
-    opts = commands.kernel_options(args, FakeResolver(), by_thread=by_thread, total_hist=total)
+    args = common.Filters(disk=name or None, cgroup=name or None, pid=None, comm=cli.comm_arg(text))
+    opts = common.kernel_options(args, FakeResolver(), by_thread=by_thread, total_hist=total)
     flags = loader.cflags(opts, "block_io_start")
     assert_only_integers(flags, name)
     assert decode_comm(flags) == raw

@@ -1,4 +1,4 @@
-"""--json on hist, top and run (export/json.py LinesWriter, commands.py):
+"""--json on hist, top and run (export/json.py LinesWriter, commands/common.py):
 every line parses with json.loads and is the report schema's KEY for one
 key and interval; odd names round-trip; each interval is one write() of
 whole lines; the file is checked before tracing; the same interval written
@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ioltrace import cli, commands, hist, layout, maps, recording
+from ioltrace import cli, hist, layout, loader, maps, recording
+from ioltrace.commands import common, top
 from ioltrace.errors import BadInput
 from ioltrace.export import csv as rec
 from ioltrace.export import json as jexport
@@ -127,7 +128,7 @@ def test_bad_path_is_bad_input(path, tmp_path):
 def no_tracing(monkeypatch):
     def tracer(*a, **kw):
         pytest.fail("tracing started: validation let a bad command line through")
-    monkeypatch.setattr(commands, "Tracer", tracer)
+    monkeypatch.setattr(loader, "Tracer", tracer)
 
 
 @pytest.mark.parametrize("argv", [
@@ -189,12 +190,12 @@ def fake_delta():
 
 
 def test_json_lines_equal_the_report_of_the_same_csv_interval(tmp_path):
-    args = argparse.Namespace(by="process", op=None, layer="both", syscalls=layout.DEFAULT_SYSCALLS)
+    args = top.Options(by="process", op=None, layer="both", syscalls=layout.DEFAULT_SYSCALLS)
     delta, res = fake_delta(), FakeResolver()
     csv_path, json_path = tmp_path / "a.csv", tmp_path / "a.jsonl"
     cw, jw = rec.CsvWriter(str(csv_path)), jexport.LinesWriter(str(json_path))
-    commands.write_csv(cw, delta, args, res, T0, T1)
-    commands.write_json(jw, delta, args, res, T0, T1)
+    common.write_csv(cw, delta, args, res, T0, T1)
+    common.write_json(jw, delta, args, res, T0, T1)
     cw.close()
     jw.close()
     # A report splits disks only when asked to (--disk); JSON lines, like
@@ -246,7 +247,7 @@ class FakeTracer:
     ["top", "--json", "-", "-n", "3", "0.05"],
 ])
 def test_json_to_stdout_prints_nothing_else(argv, monkeypatch, capfd):
-    monkeypatch.setattr(commands, "Tracer", FakeTracer)
+    monkeypatch.setattr(loader, "Tracer", FakeTracer)
     assert cli.main(argv) == 0
     out, _ = capfd.readouterr()
     lines = lines_of(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ioltrace import layout
+from ioltrace import layers, layout
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = REPO / "bpf" / "ioltrace.h"
@@ -148,6 +148,8 @@ def _expected_constants():
         "IOLT_LOOP_DELETE": layout.LOOP_DELETE,
     })
     exp.update({f"IOLT_SC_CNT_{n.upper().replace('SYSCALL_', '')}": i for i, n in enumerate(layout.SC_COUNTERS)})
+    exp["IOLT_LOOP_NCOUNTERS"] = len(layout.LOOP_COUNTERS)
+    exp.update({f"IOLT_LOOP_CNT_{n.upper().replace('LOOP_', '')}": i for i, n in enumerate(layout.LOOP_COUNTERS)})
     return exp
 
 
@@ -170,6 +172,53 @@ def test_struct_layout_matches_gcc(c_facts, cname):
     assert [f for f, _ in cls._fields_] == list(fields)
     assert ctypes.sizeof(cls) == sizes[cname]
     assert {f: getattr(cls, f).offset for f in fields} == {f: offs[(cname, f)] for f in fields}
+
+
+def test_every_layer_map_is_declared_in_its_program():
+    """Each layers.py declaration names exactly the maps its C program
+    defines, with the struct types layout.py decodes (by name), and a
+    counter array as long as the declared counters."""
+    ctype_of = {cls: c for c, (cls, _) in STRUCTS.items()}
+    for layer in layers.ALL:
+        src = (REPO / "bpf" / layer.source).read_text()
+        by_name = {}
+        for macro, args in re.findall(r"^BPF_(F_TABLE|HASH|ARRAY)\((.*?)\);", src, re.M):
+            parts = [p.strip() for p in args.split(",")]
+            if macro == "F_TABLE":      # ("hash", key, value, name, size, flags)
+                by_name[parts[3]] = (parts[1], parts[2])
+            elif macro == "HASH":       # (name, key, value, size)
+                by_name[parts[0]] = (parts[1], parts[2])
+            else:                       # (name, value, size): u32 index
+                by_name[parts[0]] = ("u32", parts[1])
+        assert set(by_name) == {m.name for m in layer.maps}, layer.name
+        for m in layer.maps:
+            key, value = by_name[m.name]
+            for c, cls in ((key, m.key), (value, m.value)):
+                if c.startswith("struct "):
+                    assert ctype_of[cls] == c.split()[1], (m.name, c)
+                else:
+                    assert ctypes.sizeof(cls) == {"u32": 4, "u64": 8}[c], (m.name, c)
+        assert layer.counters_map in by_name
+        assert all(m.full is None or m.full in layer.counters for m in layer.maps)
+        assert set(layer.alarms) <= set(layer.counters) | set(layout.MISSED_COUNTERS)
+
+
+def test_program_entry_points_match_python():
+    """Syscall numbers and loop event slots exist once in Python
+    (layout.SYSCALLS, LOOP_MAX_EVENTS); the C programs must define exactly
+    one enter/exit pair per syscall and one ev_N per event slot."""
+    sc = (REPO / "bpf" / "syscall.bpf.c").read_text()
+    uses = sc.split("#define IOLT_SC_PAIR", 1)[1].split("\n", 3)[3]   # after the macro's 3 lines
+    pairs = [int(n) for n in re.findall(r"IOLT_SC_PAIR\((\d+)\)", uses)]
+    assert pairs == list(range(len(layout.SYSCALLS)))
+    loop = (REPO / "bpf" / "loop.bpf.c").read_text()
+    assert [int(n) for n in re.findall(r"^int ev_(\d+)\(void \*ctx\) \{ return on_event\(\1\); \}$", loop, re.M)] \
+        == list(range(layout.LOOP_MAX_EVENTS))
+    from ioltrace import cli
+
+    with pytest.raises(Exception):
+        cli.chain_arg(",".join(["syscalls:sys_enter_read"] * (layout.LOOP_MAX_EVENTS + 1)))
+    assert len(cli.chain_arg(",".join(["syscalls:sys_enter_read"] * layout.LOOP_MAX_EVENTS))) == layout.LOOP_MAX_EVENTS
 
 
 def _values():

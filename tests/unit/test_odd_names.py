@@ -33,7 +33,7 @@ from ioltrace.export import csv as rec
 from ioltrace.export import json as jexport
 from ioltrace.export import prometheus as P
 from ioltrace.records import Key, Snapshot, Totals
-from ioltrace.views import fmt
+from ioltrace import fmt
 from ioltrace.views import hist as hview
 from ioltrace.views import top as tview
 

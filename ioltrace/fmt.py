@@ -1,4 +1,4 @@
-"""Small text formatters shared by the views: units chosen per value.
+"""Small text formatters shared by views and exporters: units chosen per value.
 
 No I/O and no knowledge of records beyond numbers and strings.
 """

@@ -1,0 +1,159 @@
+"""What the live commands share: typed options, kernel options, tracer and
+outputs, and one interval's groups per traced layer.
+
+Options are frozen dataclasses whose field names are the argparse dests;
+cli.py builds them once (cli.options_of) and a caller such as `demo` builds
+them directly. Nothing here renders text: that is views/, and the bytes of
+CSV and JSON lines are export/'s.
+"""
+
+import os
+from dataclasses import dataclass
+
+from .. import group, layers, layout, loader
+from ..errors import BadInput
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Filters applied in the kernel (cli.filter_options) and -v."""
+
+    pid: int = None
+    cgroup: str = None      # path below the cgroup v2 mount
+    disk: str = None
+    comm: bytes = None
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Traced(Filters):
+    """What every command on the block/syscall tracer has (cli.tracer_options)."""
+
+    keep_exited: float = layout.DEFAULT_KEEP_EXITED_S
+    layer: str = "block"    # block, syscall or both
+    syscalls: tuple = layout.DEFAULT_SYSCALLS
+    by: str = "process"
+    op: tuple = None        # op names to keep; None: all
+    csv: str = None
+    json: str = None        # "-": stdout
+
+
+def kernel_options(opts, resolver, **extra):
+    """Filters -> loader.Options of validated integers, checking each names something real."""
+    kw = dict(extra)
+    if opts.disk:
+        kw["dev"], kw["sector_lo"], kw["sector_hi"] = resolver.disk_filter(opts.disk)
+    if opts.cgroup:
+        kw["cgid"], kw["cglevel"] = resolver.cgroup_filter(opts.cgroup)
+    if opts.pid:
+        if not resolver.pid_exists(opts.pid):
+            raise BadInput(f"--pid {opts.pid}", "no such process", "check the pid with ps")
+        kw["tgid"] = opts.pid
+    if opts.comm:
+        kw["comm"] = opts.comm
+    return loader.Options(**kw)
+
+
+def chosen_layers(opts):
+    """The --layer choice as layer names, checked against --by."""
+    chosen = ("block", "syscall") if opts.layer == "both" else (opts.layer,)
+    if "syscall" in chosen and opts.by == "disk":
+        raise BadInput("--by disk", "the syscall layer knows processes and cgroups, not disks",
+                       "use --by process or --by cgroup with --layer syscall")
+    return chosen
+
+
+def ops_of(opts):
+    return set(opts.op) if opts.op else None
+
+
+def interval_groups(delta, opts, resolver, split_disk=True, split_op=True, by=None):
+    """[(layer name, Groups)] of one interval for every grouped layer, in
+    declaration order; a layer that is not chosen has no Groups. Each
+    layer's ops are filtered by its option (Layer.op_filter: --op, --syscalls)."""
+    chosen = chosen_layers(opts)
+    out = []
+    for layer in layers.GROUPED:
+        groups = []
+        if layer.name in chosen:
+            wanted = getattr(opts, layer.op_filter)
+            ops = set(wanted) if wanted else None
+            groups = group.by_key(delta, by or opts.by, resolver, split_disk=split_disk, split_op=split_op,
+                                  ops=ops, layer=layer)
+        out.append((layer.name, groups))
+    return out
+
+
+def all_groups(layer_groups):
+    return [g for _, groups in layer_groups for g in groups]
+
+
+def write_csv(writer, delta, opts, resolver, start, end):
+    writer.write_layers(interval_groups(delta, opts, resolver), start, end, delta.counters)
+
+
+def write_json(writer, delta, opts, resolver, start, end):
+    """One interval as JSON lines: the same keys as the CSV rows of write_csv."""
+    from ..recording import from_group
+
+    series = [from_group(g, name) for name, groups in interval_groups(delta, opts, resolver) for g in groups]
+    writer.write_interval(series, start, end, delta.counters)
+
+
+def write_outputs(outputs, delta, opts, resolver, start, end):
+    """The interval to --csv and --json, whichever are open."""
+    writer, jwriter = outputs
+    if writer is not None:
+        write_csv(writer, delta, opts, resolver, start, end)
+    if jwriter is not None:
+        write_json(jwriter, delta, opts, resolver, start, end)
+
+
+def close_all(*things):
+    """Detach the tracer and close the outputs, whichever were opened."""
+    for thing in things:
+        if thing is not None:
+            thing.close()
+
+
+def open_outputs(opts):
+    """(CsvWriter or None, LinesWriter or None) for --csv and --json, created
+    now, before tracing; if --json cannot be opened, the CSV file just made
+    is removed again, so a bad command line leaves no file."""
+    from ..export.csv import CsvWriter
+    from ..export.json import LinesWriter
+
+    writer = CsvWriter(opts.csv) if opts.csv else None
+    try:
+        jwriter = LinesWriter(opts.json) if opts.json else None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            try:
+                os.unlink(opts.csv)
+            except OSError:
+                pass
+        raise
+    return writer, jwriter
+
+
+def json_to_stdout(opts):
+    """--json -: stdout carries JSON lines only; text output is left out."""
+    return opts.json == "-"
+
+
+def open_tracer(opts, resolver, **extra):
+    """Options from the filters, then the tracer for the chosen layers."""
+    chosen = chosen_layers(opts)
+    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread", **extra)
+    return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
+                         keep_exited=opts.keep_exited)
+
+
+def controls_lookup(by, resolver):
+    """key -> controls text for the cgroup views, read once per interval."""
+    from .. import cgroups
+
+    if by not in ("cgroup", "cgroup-v1"):
+        return None
+    return lambda key, name: cgroups.format_controls(cgroups.read_controls(resolver, name))

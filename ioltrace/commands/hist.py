@@ -1,0 +1,57 @@
+"""`ioltrace hist`: latency histograms per key, every interval or once."""
+
+import sys
+import time
+from dataclasses import dataclass
+
+from .. import layers, layout, session
+from ..resolve import Resolver
+from . import common
+
+
+@dataclass(frozen=True)
+class Options(common.Traced):
+    interval: float = None   # None: one interval, until Ctrl-C
+    count: int = None
+    by: str = "disk"
+    stage: str = "device"    # queue, device, total or all
+    timestamp: bool = False
+    milliseconds: bool = False
+
+
+def main(opts: Options) -> int:
+    from ..views import hist as view
+
+    resolver = Resolver()
+    stages = list(layout.STAGES[:2]) + ["total"] if opts.stage == "all" else [opts.stage]
+    if opts.layer == "syscall":
+        stages = list(layers.SYSCALL.stages)
+    tracer = outputs = None
+    try:
+        common.chosen_layers(opts)
+        outputs = common.open_outputs(opts)
+        tracer = common.open_tracer(opts, resolver, total_hist=opts.stage in ("total", "all"))
+        out = sys.stdout
+
+        def on_interval(delta, start, end, final):
+            common.write_outputs(outputs, delta, opts, resolver, start, end)
+            if common.json_to_stdout(opts):
+                return
+            groups = common.all_groups(common.interval_groups(delta, opts, resolver,
+                                                              split_disk=opts.by == "disk" or bool(opts.disk)))
+            lines = []
+            if opts.timestamp:
+                lines.append(time.strftime("%H:%M:%S", time.localtime(end)))
+            lines.extend(view.render(groups, stages, end - start, opts.milliseconds))
+            if not groups:
+                lines.append(f"(no {'syscall' if opts.layer == 'syscall' else 'block'} I/O in this interval)")
+            foot = view.footer(delta.counters, layers.ALARM_COUNTERS)
+            if foot:
+                lines.append(foot)
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+
+        session.live(tracer, opts.interval, opts.count, on_interval, opts.verbose)
+    finally:
+        common.close_all(tracer, *(outputs or ()))
+    return 0

@@ -1,0 +1,185 @@
+"""One declaration per traced layer: the only place that says what a layer is.
+
+A Layer names its C program, every map of it (key and value ctypes from
+layout.py, and the counter that says the map was full), its counters and
+which of them are alarms, its histogram stages, its record types and the
+Snapshot fields that hold it, and how Prometheus exports it. loader.py
+(compile, attach, check every map, read), maps.py (decode, delta), group.py,
+session.py, the CSV, JSON and Prometheus exporters loop over these
+declarations and never name a layer. A new layer is a declaration here,
+its C program and its attach function in loader.py (docs/ARCHITECTURE.md).
+
+Must not import bcc; the constants shared with C are checked against
+bpf/ioltrace.h by tests/unit/test_layout.py.
+"""
+
+import ctypes
+from dataclasses import dataclass
+
+from . import layout
+from .records import Key, LoopKey, LoopTotals, SysKey, SysTotals, Totals
+
+U32, U64 = ctypes.c_uint32, ctypes.c_uint64
+
+
+@dataclass(frozen=True)
+class Map:
+    """One kernel map: its name in the C source, its key and value layout,
+    and the counter that counts updates it refused (None: an array, which
+    cannot fill; the reason is given where it is declared)."""
+
+    name: str
+    key: type
+    value: type
+    full: str = None
+
+
+@dataclass(frozen=True)
+class Level:
+    """One Prometheus aggregation of a layer: metric prefix, labels, the
+    wording of HELP texts; per_process levels only with --per-process."""
+
+    name: str
+    prefix: str
+    labels: tuple
+    what: str
+    per_process: bool = False
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str                 # "block": --layer value, CSV/JSON "layer"
+    source: str               # bpf/<source>
+    maps: tuple               # every Map of the program, checked at start-up
+    stats: str                # the map of totals per key
+    hist: str                 # the map of histogram cells
+    errs: str                 # the map of (key, errno) counts; None: none
+    counters_map: str         # array of counters; None: none
+    counters: tuple           # counter names, index = place in counters_map
+    alarms: tuple             # counters that mean lost or degraded data
+    key: type                 # records NamedTuple of a decoded key
+    totals: type              # records NamedTuple of decoded totals
+    stages: tuple             # histogram stage number -> name
+    op_field: str             # key field shown as "op"; None: none
+    op_names: tuple           # op_field value -> name
+    op_filter: str            # the option (commands.common.Traced field) naming the ops to keep; None: none
+    fields: tuple             # Snapshot fields: totals, hists, errors (None: none)
+    stage_sums: dict          # stage name -> totals fields whose sum is its exact ns
+    gauges: tuple = ()        # totals fields that a delta keeps rather than subtracts
+    folds: bool = True        # exited processes fold (fold.py); needs key.tgid
+    levels: tuple = ()        # Prometheus levels; () exports nothing
+    helps: tuple = ()         # (count, bytes, errors, latency) HELP texts, with {what}
+    stage_label: bool = True  # Prometheus stage="..." label on its histograms
+
+    @property
+    def staged(self):
+        """Histogram cells carry a stage (several stages) or not (one)."""
+        return len(self.stages) > 1
+
+    @property
+    def count_field(self):
+        return self.totals._fields[0]
+
+    def op_name(self, key):
+        """The op_field of a key as a name; its number when out of range."""
+        v = getattr(key, self.op_field)
+        return self.op_names[v] if v < len(self.op_names) else str(v)
+
+    def map(self, name):
+        return next(m for m in self.maps if m.name == name)
+
+
+BLOCK = Layer(
+    name="block", source="block.bpf.c",
+    maps=(
+        # An array of in-flight slots: it cannot fill; a request that finds
+        # its set taken evicts one, counted as "dropped" or "collision".
+        Map("inflight", U32, layout.Rq),
+        Map("stats", layout.StatKey, layout.Stat, "stats_full"),
+        Map("hist", layout.HistKey, U64, "hist_full"),
+        # The errno split only refines stats' error count, which is exact.
+        Map("errs", layout.ErrKey, U64),
+        Map("counters", U32, U64),
+    ),
+    stats="stats", hist="hist", errs="errs", counters_map="counters",
+    counters=layout.COUNTERS, alarms=layout.ALARM_COUNTERS,
+    key=Key, totals=Totals, stages=layout.STAGES, op_field="op", op_names=layout.OPS, op_filter="op",
+    fields=("totals", "hists", "errors"),
+    stage_sums={"queue": ("queue_ns",), "device": ("device_ns",), "total": ("queue_ns", "device_ns")},
+    levels=(
+        Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op"),
+        Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"), "per cgroup v2, disk and op"),
+        Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
+              "per process (pid and comm), disk and op", per_process=True),
+    ),
+    helps=(
+        "Completed block I/O requests, failed ones included, {what}.",
+        "Bytes of successfully completed block I/O requests, {what}.",
+        "Block I/O requests completed with an error, {what}, by errno.",
+        "Block I/O latency {what}; stage queue is start to dispatch, device is dispatch to completion, "
+        "total is start to completion.",
+    ),
+)
+
+SYSCALL = Layer(
+    name="syscall", source="syscall.bpf.c",
+    maps=(
+        Map("sc_start", U32, layout.ScStart, "syscall_dropped"),
+        Map("sc_stats", layout.ScKey, layout.ScStat, "syscall_stats_full"),
+        Map("sc_hist", layout.ScHistKey, U64, "syscall_hist_full"),
+        Map("sc_errs", layout.ScErrKey, U64),   # as block's errs
+        Map("sc_counters", U32, U64),
+    ),
+    stats="sc_stats", hist="sc_hist", errs="sc_errs", counters_map="sc_counters",
+    counters=layout.SC_COUNTERS, alarms=layout.SC_COUNTERS,
+    key=SysKey, totals=SysTotals, stages=("latency",), op_field="sc", op_names=layout.SYSCALLS,
+    op_filter="syscalls",
+    fields=("sys_totals", "sys_hists", "sys_errors"),
+    stage_sums={"latency": ("sum_ns",)},
+    levels=(
+        Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "syscall"), "per cgroup v2 and syscall"),
+        Level("process_syscall", "ioltrace_process_syscall", ("pid", "comm", "syscall"),
+              "per process (pid and comm) and syscall", per_process=True),
+    ),
+    helps=(
+        "Completed calls of the traced I/O syscalls, failed ones included, {what}.",
+        "Bytes returned by successful read and write family syscalls, {what}.",
+        "I/O syscalls that returned an error, {what}, by errno.",
+        "I/O syscall latency {what}, from sys_enter to sys_exit.",
+    ),
+    stage_label=False,
+)
+
+LOOP = Layer(
+    name="loop", source="loop.bpf.c",
+    maps=(
+        Map("loop_state", U32, layout.LoopState, "loop_dropped"),
+        Map("loop_stats", layout.LoopKey, layout.LoopStat, "loop_stats_full"),
+        Map("loop_hist", layout.LoopHistKey, U64, "loop_hist_full"),
+        Map("loop_counters", U32, U64),
+    ),
+    stats="loop_stats", hist="loop_hist", errs=None, counters_map="loop_counters",
+    counters=layout.LOOP_COUNTERS, alarms=layout.LOOP_COUNTERS,
+    key=LoopKey, totals=LoopTotals, stages=("latency",), op_field="step", op_names=(), op_filter=None,
+    fields=("loop_totals", "loop_hists", None),
+    stage_sums={"latency": ("sum_ns",)}, gauges=("min_ns", "max_ns"),
+    # `loop` runs for a while and shows chains per process; nothing to fold.
+    folds=False,
+)
+
+ALL = (BLOCK, SYSCALL, LOOP)
+BY_NAME = {layer.name: layer for layer in ALL}
+# The layers whose keys are (cgroup, process, thread[, disk]) and that hist,
+# top, run and serve group, record and export.
+GROUPED = (BLOCK, SYSCALL)
+ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms)
+
+
+def named(names):
+    """The declarations of these layer names, in declaration order."""
+    return tuple(layer for layer in ALL if layer.name in names)
+
+
+def alarms(counters):
+    """The counters that mean lost or degraded data, only the non-zero ones."""
+    return {k: v for k, v in counters.items() if k in ALARM_COUNTERS and v}
