@@ -350,6 +350,8 @@ def build_parser():
 
     d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
     d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")
+    d.add_argument("--throttle", action="store_true", help="the other lever: one group limited to 20 MiB/s of "
+                   "reads (blkio.throttle.read_bps_device or io.max), the other free")
     d.add_argument("-b", "--batch", action="store_true", help="plain tables (automatic when not a terminal)")
     d.add_argument("-v", "--verbose", action="store_true", help="say which probes and headers were chosen")
 

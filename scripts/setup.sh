@@ -72,8 +72,8 @@ fi
 BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
            python3-yaml python3-bcrypt fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
-# harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
-TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
+# harnesses, CPU load (stress-ng), a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
+TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs stress-ng
            prometheus python3-prometheus-client openssl systemd qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
 if $want_test; then
     BASE_PKGS+=("${TEST_PKGS[@]}")

@@ -27,16 +27,18 @@ def main(opts: Options) -> int:
     return 0
 
 
-def watch(opts, resolver, on_start=None):
+def watch(opts, resolver, on_start=None, on_interval=None):
     """Attach, show every interval until stopped, q, or --iterations,
     detach. Returns the first and last snapshots. on_start() runs right
-    after the baseline snapshot (demo starts its readers there)."""
+    after the baseline snapshot (demo starts its readers there);
+    on_interval(delta, start, end, final) right after each interval's
+    snapshot, before it is shown (demo reads the kernel's own counts there)."""
     common.chosen_layers(opts)
     outputs = common.open_outputs(opts)
     tracer = None
     try:
         tracer = common.open_tracer(opts, resolver)
-        return _live_view(tracer, resolver, opts, outputs, on_start)
+        return _live_view(tracer, resolver, opts, outputs, on_start, on_interval)
     finally:
         common.close_all(tracer, *outputs)
 
@@ -48,7 +50,7 @@ def _rows(delta, opts, resolver, seconds, controls_of):
     return view.rows(groups["block"], seconds, controls_of, groups["syscall"], sys_bytes=opts.layer == "syscall")
 
 
-def _live_view(tracer, resolver, opts, outputs, on_start):
+def _live_view(tracer, resolver, opts, outputs, on_start, on_interval=None):
     """The top loop on an attached tracer: screen or batch tables every
     interval. With --json - it is batch mode printing only the JSON lines."""
     from ..views import top as view
@@ -65,7 +67,9 @@ def _live_view(tracer, resolver, opts, outputs, on_start):
 
             screen = Screen()
 
-        def on_interval(delta, start, end, final):
+        def show(delta, start, end, final):
+            if on_interval is not None:
+                on_interval(delta, start, end, final)
             common.write_outputs(outputs, delta, opts, resolver, start, end)
             if only_json:
                 return
@@ -83,7 +87,7 @@ def _live_view(tracer, resolver, opts, outputs, on_start):
         def wait(stopper):
             return lambda deadline: screen.wait(deadline, state, view, with_controls, stopper)
 
-        return session.live(tracer, opts.interval, opts.iterations, on_interval, opts.verbose,
+        return session.live(tracer, opts.interval, opts.iterations, show, opts.verbose,
                             wait=wait if screen is not None else None, announce=batch, on_start=on_start)
     finally:
         if screen is not None:
