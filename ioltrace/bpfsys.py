@@ -1,6 +1,7 @@
 """The bpf() syscall called directly, where bcc offers nothing: its number
-per machine, "does bpf() work here" (doctor) and a program's
-recursion_misses (loader). ctypes only; never imports bcc.
+per machine (also privileges' probe of the map descriptors), "does bpf()
+work here" (doctor) and a program's recursion_misses (loader). ctypes only;
+never imports bcc.
 """
 
 import ctypes

@@ -92,6 +92,7 @@ examples:
   ioltrace serve --textfile /var/lib/prometheus/node-exporter/ioltrace.prom
   ioltrace serve --per-process --max-series 200 --disk nvme0n1
   ioltrace serve --layer both                   # and syscalls per cgroup
+  ioltrace serve --listen 0.0.0.0:9435 --web-config web.yml --user ioltrace
 """
 
 
@@ -342,6 +343,10 @@ def build_parser():
                     help="label sets per level before the rest fold into \"other\" (default 1000)")
     sv.add_argument("--total", action="store_true", help="also export stage=\"total\" (start to completion) histograms")
     layer_options(sv, ("block", "syscall", "both"), "block")
+    sv.add_argument("--web-config", metavar="FILE", help="TLS and basic auth for /metrics and /healthz: the "
+                    "exporters' web config YAML (tls_server_config, basic_auth_users), as --web.config.file")
+    sv.add_argument("--user", metavar="NAME", help="user to run as once the probes are attached (default "
+                    "nobody when started as root; root keeps root); capabilities are dropped with it")
 
     d = sub.add_parser("demo", help="the cgroup weight experiment on a private loop device, shown live")
     d.add_argument("--duration", type=positive_int, default=20, help="seconds to run (default 20)")

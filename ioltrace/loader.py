@@ -232,6 +232,14 @@ class Tracer:
                     out[f"missed_{stage}"] = out.get(f"missed_{stage}", 0) + bpfsys.recursion_misses(fn.fd)
         return out
 
+    def descriptors(self):
+        """(map fd, program fd or None) of the first layer: what a process
+        must still be able to use after giving up privilege (privileges.drop)."""
+        layer = self.layers[0]
+        b = self.progs[layer.name]
+        prog = next(iter(b.funcs.values()), None)
+        return b[layer.stats or layer.counters_map].map_fd, None if prog is None else prog.fd
+
     def close(self):
         progs, self.progs = getattr(self, "progs", {}), {}
         for b in progs.values():

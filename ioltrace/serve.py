@@ -7,9 +7,10 @@ reads the kernel maps at that moment (Tracer.snapshot: batch lookups); the
 kernel side keeps counting meanwhile, nothing here pauses it. Scrapes are
 serialised, so the exporter's memory of label sets is updated in order.
 
-The pieces of serving: address parsing, the HTTP server, the textfile, the
-scraper. commands/serve.py owns the order of things (validate, bind, attach,
-serve until a stop signal, clean up); the exposition itself is
+The pieces of serving: address parsing, the HTTP server (with the TLS and
+basic auth of webconfig.py), the textfile, the scraper. commands/serve.py
+owns the order of things (validate, bind, attach, drop privileges, serve
+until a stop signal, clean up); the exposition itself is
 export/prometheus.py's.
 """
 
@@ -22,7 +23,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import __version__
+from . import __version__, webconfig
 from .errors import BadInput
 from .export import prometheus
 
@@ -69,8 +70,8 @@ def host_port(addr):
     return f"{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def url(addr):
-    return f"http://{host_port(addr)}/metrics"
+def url(addr, scheme="http"):
+    return f"{scheme}://{host_port(addr)}/metrics"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -85,7 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, body_wanted):
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if not self.server.auth.allowed(self.headers.get("Authorization")):
+            self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n", body_wanted,
+                       {"WWW-Authenticate": 'Basic realm="ioltrace"'})
+        elif path == "/metrics":
             fmt = prometheus.negotiate(self.headers.get("Accept"))
             try:
                 body = self.server.render(fmt)
@@ -100,9 +104,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: the metrics are at /metrics\n", body_wanted)
 
-    def _send(self, code, ctype, body, body_wanted):
+    def _send(self, code, ctype, body, body_wanted, extra=None):
         try:
             self.send_response(code)
+            for k, v in {**self.server.web.headers, **(extra or {})}.items():
+                self.send_header(k, v)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -120,22 +126,36 @@ class MetricsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, addr, render, report=None):
+    def __init__(self, addr, render, report=None, web=None):
         self.render = render
         self.served = 0     # successful /metrics answers
         self.report = report or (lambda msg: sys.stderr.write(f"ioltrace serve: {msg}\n"))
+        self.web = web or webconfig.WebConfig("")
+        self.auth = webconfig.Authenticator(self.web.users)
         super().__init__(addr, _Handler)
+
+    def finish_request(self, request, client_address):
+        # In the request's thread (ThreadingMixIn): the TLS handshake of a
+        # slow client holds up no other.
+        if self.web.context is None:
+            return super().finish_request(request, client_address)
+        tls = webconfig.wrap(self.web.context, request)
+        if tls is not None:
+            try:
+                super().finish_request(tls, client_address)
+            finally:
+                self.shutdown_request(tls)
 
 
 class _MetricsServer6(MetricsServer):
     address_family = socket.AF_INET6
 
 
-def bind(addr, render, report=None):
+def bind(addr, render, report=None, web=None):
     """A listening MetricsServer on addr, or BadInput saying why not."""
     cls = _MetricsServer6 if ":" in addr[0] else MetricsServer
     try:
-        return cls(addr, render, report)
+        return cls(addr, render, report, web)
     except OSError as e:
         raise BadInput(f"--listen {host_port(addr)}",
                        (e.strerror or str(e)).lower(), "choose a free port or another address") from None

@@ -4,6 +4,8 @@
 # distribution's bcc. Safe to run again: each step does nothing when its work
 # is already done. Debian 12 and Ubuntu 22.04/24.04, as root.
 #
+# Options: --test     also what the tests need
+#          --service  also install packaging/ioltrace.service (not enabled)
 # Environment: IOLTRACE_VENV  where the venv lives (default <repo>/.venv)
 set -euo pipefail
 
@@ -16,6 +18,16 @@ SYSPY=/usr/bin/python3
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'setup.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
+
+want_test=false
+want_service=false
+for arg in "$@"; do
+    case $arg in
+        --test) want_test=true ;;
+        --service) want_service=true ;;
+        *) printf 'setup.sh: unknown option %s (known: --test, --service)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 if [[ $(id -u) -ne 0 ]]; then
     printf 'setup.sh: must run as root (it installs packages and mounts tracefs): sudo %s\n' "$0" >&2
@@ -58,12 +70,12 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
 fi
 
 BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
-           fio gcc)
+           python3-yaml python3-bcrypt fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
 # harnesses, CPU load (stress-ng), a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
 TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs stress-ng
-           prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
-if [[ ${1:-} == --test ]]; then
+           prometheus python3-prometheus-client openssl systemd qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
+if $want_test; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
 fi
 
@@ -216,7 +228,7 @@ else
 fi
 
 for spec in pytest:pytest hypothesis:hypothesis importlinter:import-linter; do   # module:package
-    [[ ${1:-} == --test ]] || break
+    $want_test || break
     mod=${spec%%:*} pkg=${spec#*:}
     if ! (cd / && "$VENV/bin/python" -c "import $mod") >/dev/null 2>&1; then
         say "pip install $pkg into the venv"
@@ -242,6 +254,27 @@ elif grep -qw doctor <<<"$help"; then
     fi
 else
     say "ioltrace doctor: not in this version of ioltrace, skipped"
+fi
+
+# ---- systemd unit (--service) ------------------------------------------------
+
+if $want_service; then
+    unit=/etc/systemd/system/ioltrace.service
+    sed -e "s#/usr/local/bin/ioltrace#$VENV/bin/ioltrace#" "$REPO/packaging/ioltrace.service" >"$unit.tmp"
+    case $VENV in
+        /home/* | /root/*)
+            # ProtectHome=yes would hide the venv from the service.
+            sed -i 's/^ProtectHome=yes$/ProtectHome=read-only/' "$unit.tmp"
+            warn "the venv $VENV is under a home directory: the unit gets ProtectHome=read-only" ;;
+    esac
+    mv -f "$unit.tmp" "$unit"
+    say "installed $unit (ExecStart $VENV/bin/ioltrace; options in /etc/default/ioltrace)"
+    if [[ -d /run/systemd/system ]]; then
+        systemctl daemon-reload
+        say "start it with: systemctl enable --now ioltrace"
+    else
+        warn "systemd is not running here: the unit is installed, not started"
+    fi
 fi
 
 cat <<EOF

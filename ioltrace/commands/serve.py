@@ -1,12 +1,19 @@
 """`ioltrace serve`: bind, attach, serve /metrics and/or a textfile until
-stopped; always detach, close the socket and remove the temporary file."""
+stopped; always detach, close the socket and remove the temporary file.
 
+The order of things: validate the address, the web config (webconfig.py:
+TLS, basic auth), the textfile path and the user to become, and bind the
+socket; then attach; then switch to that user with the fewest capabilities
+(privileges.py) before any thread starts; then serve until a stop signal.
+"""
+
+import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from .. import __version__, loader, serve, session
+from .. import __version__, loader, privileges, serve, session, webconfig
 from ..errors import BadInput
 from ..export import prometheus
 from ..resolve import Resolver
@@ -21,6 +28,8 @@ class Options(common.Traced):
     per_process: bool = False
     max_series: int = prometheus.DEFAULT_MAX_SERIES
     total: bool = False
+    web_config: str = None   # exporters' web config YAML: TLS, basic auth
+    user: str = None         # None: nobody when started as root, else as started
 
 
 def main(opts: Options) -> int:
@@ -31,17 +40,21 @@ def main(opts: Options) -> int:
     addr = serve.parse_listen(listen)
     if addr is None and not opts.textfile:
         raise BadInput("--listen none", "nothing to serve", "give --textfile PATH, or an address to listen on")
+    web = webconfig.load(opts.web_config) if opts.web_config else None
+    if web is not None and addr is None:
+        raise BadInput("--web-config", "applies to the HTTP listener, and --listen is none")
     resolver = Resolver()
     chosen = common.chosen_layers(opts)
     stages = ("queue", "device", "total") if opts.total else ("queue", "device")
     kopts = common.kernel_options(opts, resolver, total_hist=opts.total)
     textfile = serve.Textfile(opts.textfile) if opts.textfile else None
+    become = privileges.target(opts.user, os.path.dirname(textfile.path) if textfile else None)
     server = tracer = scraper = thread = None
     try:
         if addr is not None:
             # Bound before attaching, so a busy port costs no probe set-up;
             # requests wait in the backlog until the thread starts.
-            server = serve.bind(addr, lambda fmt: scraper.render(fmt))
+            server = serve.bind(addr, lambda fmt: scraper.render(fmt), web=web)
         tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
                                keep_exited=opts.keep_exited)
         info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
@@ -49,12 +62,16 @@ def main(opts: Options) -> int:
         exporter = prometheus.Exporter(resolver, per_process=opts.per_process, max_series=opts.max_series,
                                        stages=stages, info=info, layers=chosen)
         scraper = serve.Scraper(tracer, exporter)
+        if become is not None:
+            # Before any thread starts: capabilities are per thread.
+            sys.stderr.write(privileges.drop(become, *tracer.descriptors()).describe() + "\n")
         with session.Stopper() as stopper:
             if server is not None:
                 thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                           name="ioltrace-http", daemon=True)
                 thread.start()
-                sys.stderr.write(f"serving {serve.url(server.server_address)} and /healthz\n")
+                sys.stderr.write(f"serving {serve.url(server.server_address, server.web.scheme)} and /healthz"
+                                 + (f" ({web.describe()})" if web else "") + "\n")
             if textfile is not None:
                 sys.stderr.write(f"writing {textfile.path} every {opts.interval:g}s\n")
                 if not textfile.path.endswith(".prom"):

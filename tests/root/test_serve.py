@@ -242,7 +242,7 @@ def test_textfile_and_listener_stop_cleanly_on_signals(sig, loopdev, make_cgroup
     out_dir.mkdir()
     path = out_dir / "ioltrace.prom"
     port = free_port()
-    t = ioltrace("serve", "--textfile", path, "--interval", "0.2", "--listen", f"127.0.0.1:{port}",
+    t = ioltrace("serve", "--user", "root", "--textfile", path, "--interval", "0.2", "--listen", f"127.0.0.1:{port}",
                  "--disk", loopdev.name)
     written = dd_in(cg, loopdev, bs=4096, count=100)
     series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",device="{loopdev.name}",op="write"}}'

@@ -266,7 +266,7 @@ def test_fuzz_cli(sandbox):
 @pytest.mark.parametrize("argv", [
     ["hist", "1", "1"], ["top", "-b", "-n", "1"], ["run", "--", "true"], ["loop", "--from", "sys_enter_read",
                                                                         "--to", "sys_exit_read"],
-    ["serve"], ["serve", "--listen", "none", "--textfile", "x.prom"], ["demo"], ["doctor"], ["--version"],
+    ["serve"], ["serve", "--listen", "none", "--textfile", "x.prom", "--user", "root"], ["demo"], ["doctor"], ["--version"],
     ["report", "rec.csv"], ["compare", "rec.csv", "rec2.csv"],
 ])
 def test_valid_command_lines_reach_the_stubs(argv, sandbox):

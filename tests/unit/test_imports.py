@@ -5,7 +5,8 @@ statement, direct and indirect chains) and checks each contract: only
 loader imports bcc; cli -> commands -> session -> loader -> fold -> maps ->
 layers -> layout, never upwards; views, exporters and offline code never
 reach commands or tracing; exporters never import views; commands do not
-import one another. A new arrow against them fails here, naming the chain.
+import one another; webconfig and privileges stand alone, and only webconfig
+imports yaml and bcrypt. A new arrow against them fails here, naming the chain.
 """
 
 import os
