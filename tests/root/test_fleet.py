@@ -235,7 +235,7 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_as_nobody(loopdev, make_cgr
     wait_for("the first scrape with the right password", lambda: prom.query('up{job="good"} == 1'), timeout=60)
     written = dd_in(cg, loopdev)
     done = time.time()
-    sel = f'cgroup="{cg.rel}",disk="{loopdev.name}",op="write"'
+    sel = f'cgroup="{cg.rel}",device="{loopdev.name}",op="write"'
 
     def scraped():
         # The newest scrape that began after dd exited, with the kernel
@@ -251,7 +251,7 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_as_nobody(loopdev, make_cgr
     got, events = settle("the scraped bytes of dd's cgroup", scraped, written)
     check_counted(got, written, written // COUNT, events)
     assert prom.one(f'ioltrace_cgroup_block_ios_total{{{sel},job="good"}}') * (written // COUNT) == got
-    assert prom.one(f'ioltrace_block_bytes_total{{disk="{loopdev.name}",op="write",job="good"}}') == got
+    assert prom.one(f'ioltrace_block_bytes_total{{device="{loopdev.name}",op="write",job="good"}}') == got
 
     # The wrong password: every scrape failed, not one sample stored.
     wait_for("a scrape with the wrong password", lambda: prom.query('up{job="bad"}'), timeout=60)
@@ -308,8 +308,8 @@ def test_counts_stay_exact_after_the_drop_with_folding_and_textfile(loopdev, mak
                  "--per-process", "--keep-exited", "0", "--disk", loopdev.name)
     assert_dropped(t.proc.pid, nobody)
     written = sum(dd_in(cg, loopdev, bs=4096, count=50) for _ in range(3))   # three processes, all exited
-    cg_series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",disk="{loopdev.name}",op="write"}}'
-    exited = f'ioltrace_process_block_bytes_total{{pid="exited",comm="[exited]",disk="{loopdev.name}",op="write"}}'
+    cg_series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",device="{loopdev.name}",op="write"}}'
+    exited = f'ioltrace_process_block_bytes_total{{pid="exited",comm="[exited]",device="{loopdev.name}",op="write"}}'
 
     def folded():
         try:
@@ -376,7 +376,7 @@ def test_serve_needs_no_more_than_the_units_capability_bounding_set(loopdev, mak
         assert "running as nobody" in t.banner
         assert_dropped(t.proc.pid, pwd.getpwnam("nobody").pw_uid)
         written = dd_in(cg, loopdev)
-        series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",disk="{loopdev.name}",op="write"}}'
+        series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",device="{loopdev.name}",op="write"}}'
         stamp = http_reading()
 
         def scraped():
