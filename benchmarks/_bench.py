@@ -357,7 +357,8 @@ class Ioltrace(Tracer):
                 if BANNER in buf:
                     self.stderr = buf
                     self.prog_ids = {i for i, (name, _, _) in prog_stats(prog_ids_of(self.proc.pid)).items()
-                                     if name.startswith("tracepoint__block")}
+                                     # bcc names raw tracepoint programs by the bare tracepoint at times
+                                     if name.startswith(("tracepoint__block", "raw_tracepoint__block", "block_"))}
                     return now - self.t_spawn
         except BaseException:
             self.stop()

@@ -30,10 +30,35 @@ def group_id(key, comm, kind, resolver, split_disk=True, split_op=True, layer=la
     if kind == "cgroup":
         return GroupId(kind, str(key.cgid), resolver.cgroup_path(key.cgid), disk, op)
     if kind == "cgroup-v1":
-        path = resolver.cgroup_v1(key.tgid) or "?"
+        # The charged group the kernel saw (typed path) names it even after
+        # the process exited; else the process's group, read now.
+        charged = getattr(key, "blkcg", 0)
+        path = (charged and resolver.cgroup_v1_path(charged)) or resolver.cgroup_v1(key.tgid) or "?"
         return GroupId(kind, path, path, disk, op)
     name = resolver.disk_name(key.dev)
     return GroupId(kind, name, name, name, op)
+
+
+def _task(key, kind):
+    return key.tid if kind == "thread" else key.tgid
+
+
+def task_comms(totals, kind):
+    """One kernel-recorded name per process (per thread with kind "thread").
+
+    The kernel keeps the comm of each key's first request, so a process that
+    changed its name (exec) has keys with different comms. Rows are one per
+    process, named by the resolver (the live or last-seen /proc comm, the
+    latest name); these names, all of them joined with "|", are its fallback
+    for a process gone before it was seen. One row per process rather than
+    per (process, comm) keeps every sum over rows equal to the device's
+    count, and needs no exec tracepoint in the kernel.
+    """
+    seen = {}
+    for key, t in totals.items():
+        if t is not None and t.comm:
+            seen.setdefault(_task(key, kind), set()).add(t.comm)
+    return {task: "|".join(sorted(names)) for task, names in seen.items()}
 
 
 def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer=layers.BLOCK):
@@ -50,12 +75,13 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer
     other_sums = {st: fs for st, fs in layer.stage_sums.items() if not set(fs) <= named}
     ids = {}
     acc = {}
+    comms = task_comms(totals, kind)
 
     def gid(key):
         g = ids.get(key)
         if g is None:
-            t = totals.get(key)
-            g = ids[key] = group_id(key, t.comm if t else "", kind, resolver, split_disk, split_op, layer)
+            g = ids[key] = group_id(key, comms.get(_task(key, kind), ""), kind, resolver, split_disk, split_op,
+                                    layer)
         return g
 
     def slot(key):

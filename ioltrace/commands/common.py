@@ -10,7 +10,7 @@ CSV and JSON lines are export/'s.
 import os
 from dataclasses import dataclass
 
-from .. import group, layers, layout, loader
+from .. import group, layers, layout, loader, probepath
 from ..errors import BadInput
 from ..export.paths import STDOUT, same_output
 
@@ -31,6 +31,7 @@ class Traced(Filters):
     """What every command on the block/syscall tracer has (cli.tracer_options)."""
 
     keep_exited: float = layout.DEFAULT_KEEP_EXITED_S
+    probes: str = "auto"    # block probes: auto, raw or classic (probepath.MODES)
     layer: str = "block"    # block, syscall or both
     syscalls: tuple = layout.DEFAULT_SYSCALLS
     by: str = "process"
@@ -52,6 +53,7 @@ def kernel_options(opts, resolver, **extra):
         kw["tgid"] = opts.pid
     if opts.comm:
         kw["comm"] = opts.comm
+    kw.setdefault("probes", probepath.MODES.index(getattr(opts, "probes", "auto")))
     return loader.Options(**kw)
 
 

@@ -276,8 +276,11 @@ def test_probes_are_detached_after_sigterm(loopdev, ioltrace, tmp_path):
 
 def _ioltrace_progs():
     progs = json.loads(sh("bpftool", "-j", "prog", "show"))
-    # bcc names tracepoint programs after the function: tracepoint__block__...
-    return sorted(p["id"] for p in progs if p.get("name", "").startswith(("tracepoint__bl", "tracepoint_bloc")))
+    # bcc names tracepoint programs after the function: tracepoint__block__...;
+    # raw ones (the typed request path) raw_tracepoint__block_* or, at times,
+    # the bare tracepoint name.
+    return sorted(p["id"] for p in progs if p.get("name", "").startswith(
+        ("tracepoint__bl", "tracepoint_bloc", "raw_tracepoint_", "block_io_start", "block_rq_")))
 
 
 def _device_completions(loop):
