@@ -24,7 +24,7 @@ def group_id(key, comm, kind, resolver, split_disk=True, split_op=True, layer=la
     if key.tgid == layout.EXITED_TGID and kind in ("process", "thread"):
         return GroupId(kind, "exited", layout.EXITED_COMM, disk, op)
     if kind == "process":
-        return GroupId(kind, str(key.tgid), resolver.comm(key.tgid, comm), disk, op)
+        return GroupId(kind, str(key.tgid), process_name(key.tgid, comm, resolver), disk, op)
     if kind == "thread":
         return GroupId(kind, str(key.tid), comm, disk, op)
     if kind == "cgroup":
@@ -43,14 +43,24 @@ def _task(key, kind):
     return key.tid if kind == "thread" else key.tgid
 
 
+def process_name(pid, comms, resolver):
+    """A process's row name: its live /proc comm (the latest name); for a
+    process gone, the name last seen, unless the kernel recorded several
+    (comms joined by task_comms): the last-seen name may predate an exec,
+    so all of them are shown."""
+    name = resolver.comm(pid, comms)
+    if "|" in comms and name != comms and not resolver.pid_exists(pid):
+        return comms
+    return name
+
+
 def task_comms(totals, kind):
     """One kernel-recorded name per process (per thread with kind "thread").
 
     The kernel keeps the comm of each key's first request, so a process that
     changed its name (exec) has keys with different comms. Rows are one per
-    process, named by the resolver (the live or last-seen /proc comm, the
-    latest name); these names, all of them joined with "|", are its fallback
-    for a process gone before it was seen. One row per process rather than
+    process, named by process_name: the live /proc comm (the latest name),
+    else these names, all of them joined with "|". One row per process rather than
     per (process, comm) keeps every sum over rows equal to the device's
     count, and needs no exec tracepoint in the kernel.
     """

@@ -15,6 +15,9 @@ class NoProc:
     def comm(self, pid, fallback=""):
         return self.live.get(pid, fallback)
 
+    def pid_exists(self, pid):
+        return pid in self.live
+
     def disk_name(self, dev):
         return "loop9"
 
@@ -43,3 +46,18 @@ def test_split_by_op_keeps_one_name_per_pid():
 def test_the_live_name_wins():
     rows = group.by_key(snap(), "process", NoProc({4242: "dd"}), split_disk=False, split_op=False)
     assert [g.id.name for g in rows if g.id.key == "4242"] == ["dd"]
+
+
+class SeenBeforeExec(NoProc):
+    """The process was seen as bash, then exec'd dd and exited."""
+
+    def comm(self, pid, fallback=""):
+        return "bash" if pid == 4242 else fallback
+
+    def pid_exists(self, pid):
+        return False
+
+
+def test_a_gone_process_seen_before_its_exec_shows_every_kernel_name():
+    rows = group.by_key(snap(), "process", SeenBeforeExec(), split_disk=False, split_op=False)
+    assert [g.id.name for g in rows if g.id.key == "4242"] == ["bash|dd"]
