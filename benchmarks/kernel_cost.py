@@ -26,7 +26,9 @@ and the cleanest attempt kept. Tracers:
   block_rq_issue, block_rq_complete};
 - the same with `--probes raw` (the typed request path: raw tracepoints
   reading struct request at BTF offsets, request-pointer keyed in-flight
-  slots, charged cgroup read per request) and `--probes classic`;
+  slots, charged cgroup read per request) and `--probes classic`; and the
+  raw path with IOLTRACE_RQ_WINDOW=0 ("a read per field": struct request's
+  q, cmd_flags, __sector and bio read one by one instead of in one window);
 - the bpftrace one-liner in _bench.BPFTRACE_ONELINER (one start map keyed by
   (dev, sector), one log2 histogram): programs block_rq_issue, block_rq_comple;
 - the floor: empty programs on the same three tracepoints, raw and classic
@@ -97,9 +99,16 @@ class Floor(B.Ioltrace):
         self.argv = [sys.executable, "-c", FLOOR_SCRIPT, kind]
 
 
+def _per_field():
+    t = B.Ioltrace("--probes", "raw", label="IOLTRACE_RQ_WINDOW=0 ioltrace hist --probes raw")
+    t.env = {"IOLTRACE_RQ_WINDOW": "0"}
+    return t
+
+
 def tracers():
     return [
         ("ioltrace raw", lambda: B.Ioltrace("--probes", "raw", label="ioltrace hist --probes raw")),
+        ("ioltrace raw, a read per field", _per_field),
         ("ioltrace classic", lambda: B.Ioltrace("--probes", "classic", label="ioltrace hist --probes classic")),
         ("ioltrace raw --stage all", lambda: B.Ioltrace("--probes", "raw", "--stage", "all",
                                                         label="ioltrace hist --probes raw --stage all")),
@@ -193,6 +202,16 @@ def report(samples, rounds, runtime, dio):
                 ns_io = [s["progs"][rl][0] / s["complete"] for s in ss if s["complete"]]
                 detail.append([wname, tname, rl, fmt_ns(B.median(ns_run)), f"{B.median(runs_io):.3f}",
                                fmt_ns(B.median(ns_io))])
+    for wname, _ in WORKLOADS:
+        # The window's effect, paired per round: start program ns/run, and all programs per I/O.
+        win, per = samples["ioltrace raw"][wname], samples["ioltrace raw, a read per field"][wname]
+        start = [(a["progs"]["start"][0] / a["progs"]["start"][1]) / (b["progs"]["start"][0] / b["progs"]["start"][1])
+                 for a, b in zip(win, per) if a["progs"]["start"][1] and b["progs"]["start"][1]]
+        whole = [a["ns_per_io"] / b["ns_per_io"] for a, b in zip(win, per) if a["ns_per_io"] and b["ns_per_io"]]
+        if start and whole:
+            verdicts.append(f"{wname}: raw path with one window read / a read per field: start program "
+                            f"{B.median(start):.3f} ({min(start):.3f}-{max(start):.3f}) per run, all programs "
+                            f"{B.median(whole):.3f} ({min(whole):.3f}-{max(whole):.3f}) per I/O")
     others = sorted({o for t in samples.values() for w in t.values() for s in w for o in s["others"]})
     foreign = sum(1 for t in samples.values() for w in t.values() for s in w
                   if s["fio_ios"] and s["complete"] / s["fio_ios"] > 1.05)

@@ -43,15 +43,51 @@ static __always_inline void count(u32 idx)
 		__sync_fetch_and_add(c, 1);
 }
 
-/* dev_t as the classic tracepoints give it: disk_devt(rq->q->disk). */
-static __always_inline u32 rq_dev(void *rq)
+/* The struct request fields read where a request is first seen. */
+struct rq_fields {
+	void *q;
+	void *bio;
+	u64 sector;
+	u32 flags;
+};
+
+#ifdef IOLT_RQ_WIN_SIZE
+/* They lie within IOLT_RQ_WIN_SIZE bytes from IOLT_RQ_WIN_BASE (offsets
+ * 0..64 on 6.18; probepath.rq_window checks it at start-up): one
+ * bpf_probe_read_kernel of the window instead of one per field. */
+struct rq_window {
+	u64 w[(IOLT_RQ_WIN_SIZE + 7) / 8];
+};
+#define WIN(type, win, off) (*(type *)((char *)(win).w + (off) - IOLT_RQ_WIN_BASE))
+#endif
+
+static __always_inline void rq_read(void *rq, struct rq_fields *f)
 {
-	void *q = 0, *disk = 0;
+#ifdef IOLT_RQ_WIN_SIZE
+	struct rq_window win = {};
+	bpf_probe_read_kernel(&win, sizeof(win), (const char *)rq + IOLT_RQ_WIN_BASE);
+	f->q = WIN(void *, win, IOLT_OFF_RQ_Q);
+	f->bio = WIN(void *, win, IOLT_OFF_RQ_BIO);
+	f->sector = WIN(u64, win, IOLT_OFF_RQ_SECTOR);
+	f->flags = WIN(u32, win, IOLT_OFF_RQ_CMD_FLAGS);
+#else
+	READ(f->q, rq, IOLT_OFF_RQ_Q);
+	READ(f->bio, rq, IOLT_OFF_RQ_BIO);
+#ifdef IOLT_FILTER_SECTOR_HI
+	READ(f->sector, rq, IOLT_OFF_RQ_SECTOR);
+#endif
+	READ(f->flags, rq, IOLT_OFF_RQ_CMD_FLAGS);
+#endif
+}
+
+/* dev_t as the classic tracepoints give it: disk_devt(rq->q->disk). */
+static __always_inline u32 rq_dev(struct rq_fields *f)
+{
+	void *disk = 0;
 	int mm[2] = {};
-	READ(q, rq, IOLT_OFF_RQ_Q);
-	if (!q)
+	if (!f->q)
 		return 0;
-	READ(disk, q, IOLT_OFF_Q_DISK);
+	READ(disk, f->q, IOLT_OFF_Q_DISK);
 	if (!disk)
 		return 0;
 #if IOLT_OFF_DISK_FIRST_MINOR == IOLT_OFF_DISK_MAJOR + 4
@@ -63,16 +99,14 @@ static __always_inline u32 rq_dev(void *rq)
 	return ((u32)mm[0] << 20) | (u32)mm[1];
 }
 
-static __always_inline int dev_wanted(u32 dev, void *rq)
+static __always_inline int dev_wanted(u32 dev, struct rq_fields *f)
 {
 #ifdef IOLT_FILTER_DEV
 	if (dev != IOLT_FILTER_DEV)
 		return 0;
 #endif
 #ifdef IOLT_FILTER_SECTOR_HI
-	u64 sector = 0;
-	READ(sector, rq, IOLT_OFF_RQ_SECTOR);
-	if (sector < IOLT_FILTER_SECTOR_LO || sector >= IOLT_FILTER_SECTOR_HI)
+	if (f->sector < IOLT_FILTER_SECTOR_LO || f->sector >= IOLT_FILTER_SECTOR_HI)
 		return 0;
 #endif
 	return 1;
@@ -80,11 +114,9 @@ static __always_inline int dev_wanted(u32 dev, void *rq)
 
 /* Operation as iolt_op_from_rwbs() decodes blk_fill_rwbs()'s letters:
  * REQ_OP_* is the low byte of cmd_flags (REQ_OP_BITS = 8 since 4.10). */
-static __always_inline u32 rq_op(void *rq)
+static __always_inline u32 rq_op(struct rq_fields *f)
 {
-	u32 flags = 0;
-	READ(flags, rq, IOLT_OFF_RQ_CMD_FLAGS);
-	switch (flags & 0xff) {
+	switch (f->flags & 0xff) {
 	case 0: return IOLT_OP_READ;
 	case 1: return IOLT_OP_WRITE;
 	case 2: return IOLT_OP_FLUSH;
@@ -123,11 +155,10 @@ static __always_inline s32 status_errno(u8 st)
  * sits inside it (then the submitter's own, deeper cgroup is the more
  * precise answer: the charge goes to the nearest ancestor with the io
  * controller). Flush requests have no bio and keep the submitter's. */
-static __always_inline void charged_cgroup(void *rq, struct iolt_rqp *p)
+static __always_inline void charged_cgroup(struct rq_fields *f, struct iolt_rqp *p)
 {
-	void *bio = 0, *blkg = 0, *blkcg = 0, *cgrp = 0, *kn = 0;
+	void *bio = f->bio, *blkg = 0, *blkcg = 0, *cgrp = 0, *kn = 0;
 	u64 id = 0;
-	READ(bio, rq, IOLT_OFF_RQ_BIO);
 	if (!bio)
 		return;
 	READ(blkg, bio, IOLT_OFF_BIO_BLKG);
@@ -154,7 +185,7 @@ static __always_inline void charged_cgroup(void *rq, struct iolt_rqp *p)
 }
 
 /* Fills attribution from current; 0 if the task filters reject it. */
-static __always_inline int attribute(void *rq, struct iolt_rqp *p)
+static __always_inline int attribute(struct rq_fields *f, struct iolt_rqp *p)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	p->tgid = id >> 32;
@@ -163,7 +194,7 @@ static __always_inline int attribute(void *rq, struct iolt_rqp *p)
 	if (!iolt_task_wanted(p->tgid, p->comm))
 		return 0;
 	p->cgid = bpf_get_current_cgroup_id();
-	charged_cgroup(rq, p);
+	charged_cgroup(f, p);
 	return 1;
 }
 
@@ -222,13 +253,15 @@ static __always_inline void claim(struct iolt_rqp *p)
 
 static __always_inline int on_start(void *rq)
 {
-	u32 dev = rq_dev(rq);
-	if (!dev_wanted(dev, rq))
+	struct rq_fields f = {};
+	rq_read(rq, &f);
+	u32 dev = rq_dev(&f);
+	if (!dev_wanted(dev, &f))
 		return 0;
 	struct iolt_rqp p = {.rq = (u64)rq, .dev = dev};
-	if (!attribute(rq, &p))
+	if (!attribute(&f, &p))
 		return 0;
-	p.op = rq_op(rq);
+	p.op = rq_op(&f);
 	p.start_ns = bpf_ktime_get_ns();
 	claim(&p);
 	return 0;
@@ -258,13 +291,15 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 		slot->issue_ns = now;
 		return 0;
 	}
-	u32 dev = rq_dev(rq);
-	if (!dev_wanted(dev, rq))
+	struct rq_fields f = {};
+	rq_read(rq, &f);
+	u32 dev = rq_dev(&f);
+	if (!dev_wanted(dev, &f))
 		return 0;
 	struct iolt_rqp fresh = {.rq = (u64)rq, .dev = dev};
-	if (!attribute(rq, &fresh))
+	if (!attribute(&f, &fresh))
 		return 0;
-	fresh.op = rq_op(rq);
+	fresh.op = rq_op(&f);
 	READ(fresh.left, rq, IOLT_OFF_RQ_DATA_LEN);
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);
@@ -310,8 +345,10 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	if (!rq) {
 #ifndef IOLT_TASK_FILTER
 		/* Classic path parity: only the wanted disk's strays count. */
-		u32 dev = rq_dev(rqptr);
-		if (dev_wanted(dev, rqptr))
+		struct rq_fields f = {};
+		rq_read(rqptr, &f);
+		u32 dev = rq_dev(&f);
+		if (dev_wanted(dev, &f))
 			count(IOLT_CNT_UNMATCHED);
 #endif
 		return 0;

@@ -40,6 +40,29 @@ OFFSETS = {
 }
 
 
+# The struct request fields read where a request is first seen; when they
+# lie within RQ_WINDOW_MAX bytes (q .. bio: 0..64 on 6.18) the program reads
+# them in one bpf_probe_read_kernel (rq_window). range 8..128: the window
+# sits on the BPF stack beside the in-flight slot.
+RQ_WINDOW = ("IOLT_OFF_RQ_Q", "IOLT_OFF_RQ_CMD_FLAGS", "IOLT_OFF_RQ_DATA_LEN", "IOLT_OFF_RQ_SECTOR",
+             "IOLT_OFF_RQ_BIO")
+RQ_WINDOW_MAX = 64
+# "0": a read per field even when a window fits (benchmarks/kernel_cost.py
+# compares the two in one run); not a user option.
+WINDOW_ENV = "IOLTRACE_RQ_WINDOW"
+
+
+def rq_window(offsets):
+    """(base, size) in bytes of the one read that covers every RQ_WINDOW
+    field, base 8-aligned; None when they span more than RQ_WINDOW_MAX
+    (or one is not known)."""
+    if not all(n in offsets for n in RQ_WINDOW):
+        return None
+    base = min(offsets[n] for n in RQ_WINDOW) // 8 * 8
+    end = max(offsets[n] + OFFSETS[n][2] for n in RQ_WINDOW)
+    return (base, end - base) if end - base <= RQ_WINDOW_MAX else None
+
+
 class ProbePath(NamedTuple):
     """What choose() decided: kind "raw" or "classic", the offsets (name ->
     bytes) when raw, one sentence of why, and the v1 hierarchy id the io
@@ -53,6 +76,9 @@ class ProbePath(NamedTuple):
 
     def cflags(self):
         flags = [f"-D{name}={int(off)}" for name, off in sorted(self.offsets.items())]
+        window = rq_window(self.offsets)
+        if window and os.environ.get(WINDOW_ENV) != "0":
+            flags += [f"-DIOLT_RQ_WIN_BASE={int(window[0])}", f"-DIOLT_RQ_WIN_SIZE={int(window[1])}"]
         if self.blkio_hierarchy:
             flags.append("-DIOLT_BLKCG_V1")
         return flags

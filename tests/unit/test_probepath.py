@@ -129,3 +129,19 @@ def test_cgroup_v1_rows_are_named_by_the_charged_group_after_the_process_is_gone
     assert group.group_id(Key(0, gone, 0, 0, 0, ino), "dd", "cgroup-v1", r).key == "/demo/w1000"
     assert group.group_id(Key(0, gone, 0, 0, 0, blkio.stat().st_ino), "dd", "cgroup-v1", r).key == "/"
     assert group.group_id(Key(0, gone, 0, 0, 0), "dd", "cgroup-v1", r).key == "?"
+
+
+def test_request_fields_within_a_window_are_read_at_once(tmp_path, monkeypatch):
+    """q .. bio lie in 0..64 on 6.18: one read of that window; spread wider,
+    or with the A/B switch off, a read per field."""
+    monkeypatch.delenv(probepath.WINDOW_ENV, raising=False)
+    path = probepath.choose("auto", write(tmp_path, KERNEL))
+    assert probepath.rq_window(path.offsets) == (0, 64)
+    assert {"-DIOLT_RQ_WIN_BASE=0", "-DIOLT_RQ_WIN_SIZE=64"} <= set(path.cflags())
+    spread = dict(path.offsets, IOLT_OFF_RQ_BIO=200)
+    assert probepath.rq_window(spread) is None
+    assert not any("WIN" in f for f in path._replace(offsets=spread).cflags())
+    assert probepath.rq_window({n: off + 12 for n, off in path.offsets.items()}) is None   # 8..76
+    assert probepath.rq_window({n: off + 8 for n, off in path.offsets.items()}) == (8, 64)
+    monkeypatch.setenv(probepath.WINDOW_ENV, "0")
+    assert not any("WIN" in f for f in path.cflags())
