@@ -267,7 +267,7 @@ def build_parser():
                    help="queue: start to issue; device: issue to completion; total: both (default device)")
     h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
     h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
-    h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file; - for stdout")
     h.add_argument("--json", metavar="FILE", help="also write every interval as JSON lines to FILE; "
                    "- for stdout (then nothing else goes there)")
     layer_options(h, ("block", "syscall"), "block")
@@ -282,7 +282,7 @@ def build_parser():
     t.add_argument("-b", "--batch", action="store_true", help="plain successive tables (automatic when not a terminal)")
     t.add_argument("-n", "--iterations", type=positive_int, help="stop after this many refreshes")
     t.add_argument("--width", type=positive_int, default=80, help="batch-mode line width (default 80)")
-    t.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file")
+    t.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file; - for stdout")
     t.add_argument("--json", metavar="FILE", help="also write every interval as JSON lines to FILE; "
                    "- for stdout (then batch mode, JSON only)")
     layer_options(t, ("block", "syscall", "both"), "block")
@@ -290,7 +290,7 @@ def build_parser():
     r = sub.add_parser("run", parents=[traced], help="run a command in its own cgroup and report its block I/O",
                        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
-    r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file")
+    r.add_argument("--csv", metavar="FILE", help="record the run to this CSV file; - for stdout")
     r.add_argument("--json", metavar="FILE", help="write the run as JSON lines to FILE; - for stdout "
                    "(then the report and the command's stdout go to stderr)")
     r.add_argument("--report-to-stderr", action="store_true", help="print the report on stderr (keeps stdout for the command)")

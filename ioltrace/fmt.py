@@ -7,6 +7,8 @@ import errno
 import math
 import unicodedata
 
+from . import layout
+
 _TIME_UNITS = ((1e9, "s"), (1e6, "ms"), (1e3, "us"), (1, "ns"))
 _BYTE_UNITS = ((1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K"))
 
@@ -32,6 +34,21 @@ def _three_digits(v):
     if v < 100:
         return f"{v:.1f}"
     return f"{v:.0f}"
+
+
+def min_max(s):
+    """The bucket bounds of a summary's smallest and largest samples, labeled
+    as bounds: 'min ≥4.00us  max <2.56ms' (hist.summary: min_low, max_high).
+    A histogram knows no sample's true value, so a midpoint shown as "min"
+    could exceed an exact mean."""
+    high = s["max_high"]
+    if isinstance(high, float) and math.isinf(high):
+        top = f"max ≥{ns(float(layout.BUCKET_LOW[-1]))}"
+    else:
+        top = f"max <{ns(high)}"
+    if isinstance(s["min_low"], float) and math.isnan(s["min_low"]):
+        return "min -  max -"
+    return f"min ≥{ns(s['min_low'])}  {top}"
 
 
 def size(value):

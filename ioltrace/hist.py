@@ -41,11 +41,14 @@ def summary(counts, exact_sum_ns=None):
     """count, mean, stddev, min, max and PERCENTILES of a histogram (ns).
 
     mean uses the kernel's exact sum when given; the rest use midpoints.
+    min_low and max_high are what the buckets prove: every sample is at
+    least min_low and below max_high (inf for the overflow bucket); min and
+    max are the midpoints of those buckets, no sample's true value.
     """
     n = int(counts.sum())
     out = {"count": n}
     if n == 0:
-        for k in ("mean", "stddev", "min", "max") + tuple(f"p{p:g}" for p in PERCENTILES):
+        for k in ("mean", "stddev", "min", "max", "min_low", "max_high") + tuple(f"p{p:g}" for p in PERCENTILES):
             out[k] = math.nan
         return out
     nz = np.nonzero(counts)[0]
@@ -56,6 +59,8 @@ def summary(counts, exact_sum_ns=None):
     out["stddev"] = float(math.sqrt(max(0.0, (w * (mids - mean_mid) ** 2).sum() / n)))
     out["min"] = float(mids[0])
     out["max"] = float(mids[-1])
+    out["min_low"] = float(layout.BUCKET_LOW[nz[0]])
+    out["max_high"] = float(layout.BUCKET_HIGH[nz[-1]])
     for p in PERCENTILES:
         out[f"p{p:g}"] = percentile(counts, p)
     return out

@@ -107,9 +107,13 @@ BLOCK = Layer(
     fields=("totals", "hists", "errors"),
     stage_sums={"queue": ("queue_ns",), "device": ("device_ns",), "total": ("queue_ns", "device_ns")},
     levels=(
-        Level("disk", "ioltrace_block", ("disk", "op"), "per disk and op"),
-        Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "disk", "op"), "per cgroup v2, disk and op"),
-        Level("process", "ioltrace_process_block", ("pid", "comm", "disk", "op"),
+        # "device", as node_exporter's node_disk_* families, so the two join on it;
+        # "workload": the unit, container or pod the cgroup path names (cgnames),
+        # left out of a series when it names none.
+        Level("disk", "ioltrace_block", ("device", "op"), "per disk and op"),
+        Level("cgroup", "ioltrace_cgroup_block", ("cgroup", "workload", "device", "op"),
+              "per cgroup v2, disk and op"),
+        Level("process", "ioltrace_process_block", ("pid", "comm", "device", "op"),
               "per process (pid and comm), disk and op", per_process=True),
     ),
     helps=(
@@ -137,7 +141,8 @@ SYSCALL = Layer(
     fields=("sys_totals", "sys_hists", "sys_errors"),
     stage_sums={"latency": ("sum_ns",)},
     levels=(
-        Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "syscall"), "per cgroup v2 and syscall"),
+        Level("cgroup_syscall", "ioltrace_cgroup_syscall", ("cgroup", "workload", "syscall"),
+              "per cgroup v2 and syscall"),
         Level("process_syscall", "ioltrace_process_syscall", ("pid", "comm", "syscall"),
               "per process (pid and comm) and syscall", per_process=True),
     ),

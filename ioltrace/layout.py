@@ -35,6 +35,12 @@ COUNTERS = (
 # in-flight entry behind, which a later request to that sector replaces: a
 # collision); a missed start or issue only loses that stage's time.
 MISSED_COUNTERS = ("missed_start", "missed_issue", "missed_complete")
+# The completions a device reported that ioltrace did not count: with
+# --disk (no other disk's completions in `unmatched`), for the traced time,
+#   ios counted = device's completed requests - unmatched - missed_complete.
+# dropped and collision are not subtracted again: they say why a later
+# completion found no request, and that completion counts in `unmatched`.
+UNCOUNTED_COUNTERS = ("unmatched", "missed_complete")
 # Counters that mean lost or degraded data; issue_no_start is normal on
 # kernels that issue directly without inserting into a scheduler queue.
 ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS

@@ -32,6 +32,8 @@ def report(args):
     from .views import report as view
 
     loaded = [recording.load(p) for p in args.files]
+    for x in loaded:
+        _note(x.cut)
     sel = recording.aggregate(loaded, filters(args), args.interval)
     stages = tuple(args.stage or ())
     if args.format == "json":
@@ -73,6 +75,8 @@ def compare(args):
         plot.require()
     loaded_a = [recording.load(p) for p in paths_a]
     loaded_b = [recording.load(p) for p in paths_b]
+    for x in loaded_a + loaded_b:
+        _note(x.cut)
     kinds = {x.kind for x in loaded_a + loaded_b if x.kind}
     # Pids differ from run to run; command names are what two runs share.
     by = args.by or ("comm" if kinds and kinds <= {"process", "thread"} else None)
@@ -118,6 +122,8 @@ def plot(args):
     draw.check_output(args.output)
     draw.require()
     loaded = [recording.load(p) for p in args.files]
+    for x in loaded:
+        _note(x.cut)
     window = args.interval
     if args.heatmap and window is None:
         longest = max(x.interval for x in loaded)

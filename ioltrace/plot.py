@@ -24,6 +24,7 @@ WIDTH = 1000              # default pixels; panel heights below
 HEAT_ROWS_PER_OCTAVE = 8  # heatmap y resolution: 4 fine buckets per cell
 HEAT_COLUMNS = 120        # default heatmap windows across the run
 A_COLOUR, B_COLOUR = "#1f77b4", "#d62728"
+LATENCY_LABEL = "latency (log scale)"   # each tick names its unit: 500us, 1ms, 2ms
 
 
 def require():
@@ -72,18 +73,33 @@ def panels(pairs):
 def _ns_label(v, _pos=None):
     for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us"), (1, "ns")):
         if v >= scale:
-            return f"{v / scale:g}{unit}"
+            return f"{float(f'{v / scale:.4g}'):g}{unit}"
     return f"{v:g}ns"
+
+
+def _ticks_within(subs, low, high):
+    """How many of s * 10^k (s in subs) lie in [low, high]."""
+    k0, k1 = math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1
+    return sum(1 for k in range(k0, k1 + 1) for s in subs if low <= s * 10.0 ** k <= high)
 
 
 def _log_ns_axis(axis, pixels=None, low=None, high=None):
     """Log axis labelled in ns/us/ms/s: at 1, 2 and 5 per decade when there
-    is room (~70 pixels a label), else at each decade."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    is room (~70 pixels a label), else at each decade. An axis narrower than
+    two such steps (one or two buckets drawn) gets plain steps instead, so
+    that every axis carries at least two figures."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     subs = (1, 2, 5)
     if pixels and low and high and pixels / max(math.log10(high / low), 1) / 3 < 70:
         subs = (1,)
+    if low and high and low > 0 and _ticks_within(subs, low, high) < 2:
+        subs = (1, 2, 5)
+        if _ticks_within(subs, low, high) < 2:
+            axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
+            axis.set_major_formatter(FuncFormatter(_ns_label))
+            axis.set_minor_formatter(NullFormatter())
+            return
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(_ns_label))
     axis.set_minor_formatter(NullFormatter())
@@ -266,13 +282,15 @@ def heatmap(sel, stages, path, size=None):
         for p, style in ((50, "-"), (99, "--")):
             v = [hist.percentile(s.windows[w][1][stage], p) if stage in s.windows.get(w, ({}, {}))[1] else math.nan
                  for w in range(nwin)]
-            ax.plot(mids, np.maximum(v, 0.5), color="white", linestyle=style, linewidth=1.2, label=f"p{p}")
+            # Markers too: a line through one or two windows is too short to see.
+            ax.plot(mids, np.maximum(v, 0.5), color="white", linestyle=style, linewidth=1.2, label=f"p{p}",
+                    marker="o" if nwin <= 3 else None, markersize=4)
         ax.set_yscale("log")
         _log_ns_axis(ax.yaxis, fig.get_figheight() * DPI / len(chosen) * 0.6, y[0], y[-1])
         ax.set_ylim(y[0], y[-1])
         ax.set_xlim(0, x[-1])
         ax.set_xlabel(f"time since start of recording (s), {sel.window:g}s windows")
-        ax.set_ylabel("latency")
+        ax.set_ylabel(LATENCY_LABEL)
         ax.set_title(f"{title(s, stage)}\n{int(s.hists[stage].sum())} I/Os", fontsize="medium")
         ax.legend(loc="upper right", fontsize="small", facecolor="#444444", labelcolor="white", framealpha=0.5)
     _save(plt, fig, path)
@@ -283,7 +301,7 @@ def _style(ax, s, stage, extra, fig, edges, width=0.85):
     """Log latency x axis, grid and a two-line title; width: the panel's share of the figure."""
     ax.set_xscale("log")
     _log_ns_axis(ax.xaxis, fig.get_figwidth() * DPI * width, edges[0], edges[-1])
-    ax.set_xlabel("latency (log scale)")
+    ax.set_xlabel(LATENCY_LABEL)
     ax.set_title(f"{title(s, stage)}\n{extra}", fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
 

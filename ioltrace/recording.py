@@ -44,6 +44,7 @@ class Loaded(NamedTuple):
     end: float       # last interval_end
     interval: float  # longest recorded interval, seconds
     counters: dict   # kernel diagnostic counters, summed
+    cut: str = ""    # one line when the file was cut short (export.csv.Rows.cut)
 
 
 class Filters(NamedTuple):
@@ -148,8 +149,10 @@ def load(path):
             kind = r.key_kind
         out.append((r, a, b))
     if not rows:
+        if getattr(rows, "cut", ""):
+            raise BadInput(path, "cut short (a run killed mid-write) in its first interval: no complete interval")
         raise BadInput(f"{path}:3", "no intervals recorded (stopped before the first one ended?)")
-    return Loaded(path, kind, out, start, end, longest, counters)
+    return Loaded(path, kind, out, start, end, longest, counters, getattr(rows, "cut", ""))
 
 
 def by_kind(loaded, by):

@@ -160,3 +160,5 @@ class TopRow(NamedTuple):
     calls: float = 0.0                # syscalls per second (syscall layer)
     s_p50: float = float("nan")       # syscall latency percentiles (ns)
     s_p99: float = float("nan")
+    sys_errors: int = 0               # syscalls that returned an error (`errors`: block requests)
+    workload: str = ""                # unit, container or pod a cgroup path names (cgnames)

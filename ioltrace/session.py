@@ -49,7 +49,19 @@ class Stopper:
         return False
 
 
-def banner(tracer, verbose, out=sys.stderr, what="block I/O"):
+def ending(interval=None, count=None, command=False, what="block I/O"):
+    """The banner's last line: how this run ends. "Hit Ctrl-C" only when
+    nothing else ends it (no count, no command), as bcc's tools say it."""
+    tracing = f"Tracing {what}" if what else "Tracing"
+    if command:
+        return f"{tracing} until the command exits."
+    if interval is not None and count:
+        return f"{tracing} for {count} interval{'s' if count > 1 else ''} of {interval:g}s."
+    return f"{tracing}... Hit Ctrl-C to end."
+
+
+def banner(tracer, verbose, out=None, end_line=None):
+    out = out or sys.stderr     # looked up now: a default would keep whatever stderr was at import
     start = ""
     if tracer.start_tp:
         start = f"; start event {tracer.start_tp}" + (
@@ -58,7 +70,7 @@ def banner(tracer, verbose, out=sys.stderr, what="block I/O"):
     if verbose:
         out.write(f"headers: {tracer.headers.detail}\n")
         out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")
-    out.write(f"Tracing{' ' + what if what else ''}... Hit Ctrl-C to end.\n")
+    out.write((end_line or ending()) + "\n")
     out.flush()
 
 
@@ -107,12 +119,35 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
             return first, cur
 
 
+# Seconds between the intervals `run --csv/--json` records (range 0.05..86400):
+# a plot of the run has a column per second; the report sums them all.
+RUN_RECORD_S = 1.0
+
+
+def until_exit(started, stopper, poll_s=0.05):
+    """A wait(deadline) for run(): sleeps to the deadline, but returns as
+    soon as the traced command (started[0]) exits, so the last interval
+    ends with it; asks stopper.stopped meanwhile (which passes Ctrl-C on)."""
+    def wait(deadline):
+        while True:
+            stopper.stopped     # noqa: B018 (the property forwards a pending signal)
+            if started and started[0].poll() is not None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, poll_s))
+    return wait
+
+
 def live(tracer, interval, count, on_interval, verbose, wait=None, announce=True, what="block I/O",
          on_start=None):
     """run() under a Stopper, after the banner: what hist, top and loop (and
     demo through top) share. wait(stopper) -> wait(deadline), or None for a
-    plain sleep; announce False: no banner (top's full screen)."""
+    plain sleep; announce False: no banner (top's full screen). The banner
+    ends with how the run ends (ending)."""
+    end_line = ending(interval, count, what=what)
     with Stopper() as stopper:
         return run(tracer, interval, count, on_interval, stopper, wait=wait(stopper) if wait else None,
-                   announce=(lambda: banner(tracer, verbose, what=what)) if announce else None,
+                   announce=(lambda: banner(tracer, verbose, end_line=end_line)) if announce else None,
                    on_start=on_start)

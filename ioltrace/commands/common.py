@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .. import group, layers, layout, loader
 from ..errors import BadInput
+from ..export.paths import STDOUT, same_output
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Traced(Filters):
     syscalls: tuple = layout.DEFAULT_SYSCALLS
     by: str = "process"
     op: tuple = None        # op names to keep; None: all
-    csv: str = None
+    csv: str = None         # "-": stdout
     json: str = None        # "-": stdout
 
 
@@ -123,6 +124,7 @@ def open_outputs(opts):
     from ..export.csv import CsvWriter
     from ..export.json import LinesWriter
 
+    same_output(opts.csv, opts.json)
     writer = CsvWriter(opts.csv) if opts.csv else None
     try:
         jwriter = LinesWriter(opts.json) if opts.json else None
@@ -130,7 +132,8 @@ def open_outputs(opts):
         if writer is not None:
             writer.close()
             try:
-                os.unlink(opts.csv)
+                if not writer.stdout:
+                    os.unlink(opts.csv)
             except OSError:
                 pass
         raise
@@ -138,8 +141,8 @@ def open_outputs(opts):
 
 
 def json_to_stdout(opts):
-    """--json -: stdout carries JSON lines only; text output is left out."""
-    return opts.json == "-"
+    """--json - or --csv -: stdout carries JSON lines (or CSV) only; text output is left out."""
+    return STDOUT in (opts.json, opts.csv)
 
 
 def open_tracer(opts, resolver, **extra):

@@ -37,8 +37,10 @@ def main(opts: Options) -> int:
             common.write_outputs(outputs, delta, opts, resolver, start, end)
             if common.json_to_stdout(opts):
                 return
-            groups = common.all_groups(common.interval_groups(delta, opts, resolver,
-                                                              split_disk=opts.by == "disk" or bool(opts.disk)))
+            # Several disks are never merged into one histogram without a label: split by disk.
+            several = len({k.dev for k in delta.totals}) > 1
+            split = opts.by == "disk" or bool(opts.disk) or several
+            groups = common.all_groups(common.interval_groups(delta, opts, resolver, split_disk=split))
             lines = []
             if opts.timestamp:
                 lines.append(time.strftime("%H:%M:%S", time.localtime(end)))

@@ -40,7 +40,7 @@ def main(opts: Options) -> int:
                                                                  opts.milliseconds)) + "\n")
             sys.stdout.flush()
 
-        session.live(tracer, opts.interval, opts.count, on_interval, opts.verbose, what="")
+        session.live(tracer, opts.interval, opts.count, on_interval, opts.verbose, what="events")
     finally:
         tracer.close()
     return 0

@@ -4,7 +4,6 @@ instruction, report when it exits, exit with its exit code."""
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, replace
 
 from .. import group, layers, maps, session
@@ -50,22 +49,23 @@ def main(opts: Options) -> int:
                     return started[0]
 
                 forward = _ForwardingStopper(stopper, started)
-                first, last = session.run(tracer, None, None, lambda *a: None, forward, on_start=start,
-                                          announce=(lambda: session.banner(tracer, True)) if opts.verbose else None)
+                # Recordings get intervals (time to plot against); the report covers the whole run.
+                every = session.RUN_RECORD_S if writer is not None or jwriter is not None else None
+
+                def record(delta, start_ts, end_ts, final):
+                    common.write_outputs((writer, jwriter), delta, opts, resolver, start_ts, end_ts)
+
+                first, last = session.run(tracer, every, None, record, forward, on_start=start,
+                                          wait=session.until_exit(started, forward),
+                                          announce=(lambda: session.banner(tracer, True, end_line=session.ending(
+                                              command=True))) if opts.verbose else None)
                 child = started[0]
                 code = _wait_child(child)
             leftover = cg.procs()
     finally:
-        if tracer is not None:
-            tracer.close()
-        if jwriter is not None and child is None:
-            jwriter.close()     # nothing ran: no interval to write
+        common.close_all(tracer, writer, jwriter)
     whole = maps.delta(last, first)
     seconds = (last.time_ns - first.time_ns) / 1e9
-    wall_end = time.time()
-    # The whole run is one interval.
-    common.write_outputs((writer, jwriter), whole, opts, resolver, wall_end - seconds, wall_end)
-    common.close_all(writer, jwriter)
     _print_report(whole, seconds, opts, resolver, leftover)
     return code
 

@@ -11,6 +11,7 @@ kill -9 never leaves a broken row. Knows nothing of terminals.
 import csv
 import io
 import os
+import sys
 from datetime import datetime, timezone
 
 from .. import layout
@@ -61,6 +62,11 @@ class CsvWriter:
 
     def __init__(self, path):
         self.path = path
+        self.fd = None
+        self.stdout = path == "-"
+        if self.stdout:     # as --json -: the recording on stdout, no text beside it
+            self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
+            return
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)  # never world-writable, whatever the umask
         except OSError as e:
@@ -68,6 +74,10 @@ class CsvWriter:
         self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
 
     def _write(self, text):
+        if self.stdout:
+            sys.stdout.write(spell(text))
+            sys.stdout.flush()
+            return
         data = spell(text).encode("utf-8")
         while data:
             n = os.write(self.fd, data)
@@ -108,10 +118,16 @@ def read(path):
         raise BadInput(str(path), e.strerror.lower()) from None
     with f:
         text = f.read()
+    tail = ""
     if text and not text.endswith("\n"):
         # Writers end every row with a newline: anything after the last one
-        # is a row cut short (a crash mid-write), never data to trust.
-        raise BadInput(f"{path}:{text.count(chr(10)) + 1}", "truncated row (no line end): the recording was cut short")
+        # is a row cut short (a run killed mid-write), never data to trust.
+        # The whole interval it belongs to goes with it (below).
+        cut_at = text.rfind("\n") + 1
+        if text.count("\n") < 2:
+            raise BadInput(f"{path}:{text.count(chr(10)) + 1}",
+                           "truncated row (no line end): the recording was cut short")
+        text, tail = text[:cut_at], text[cut_at:]
     f = io.StringIO(text, newline="")
     with f:
         first = f.readline()
@@ -142,4 +158,36 @@ def read(path):
             except ValueError:
                 raise BadInput(f"{path}:{reader.line_num + 1}", f"count {row[-1]!r} is not an integer") from None
             out.append(CsvRow(*row[:-1], count))
+        return _without_cut_interval(path, out, tail) if tail else out
+
+
+class Rows(list):
+    """read()'s rows; `cut` is one line saying what was left out of a
+    recording cut short, "" for a whole one."""
+
+    cut = ""
+
+
+def _without_cut_interval(path, rows, tail):
+    """Rows without the interval a run killed mid-write left incomplete.
+
+    Each interval is one write() of whole rows, so the cut row is in the
+    last interval written: the rows of the last complete one are kept
+    unless the cut row's own interval fields match theirs (or are cut too
+    short to tell; then the last interval goes as well, as half an interval
+    would pass for a whole one)."""
+    out = Rows(rows)
+    if not rows:
+        out.cut = "cut short in its first interval"
         return out
+    last = rows[-1]
+    prefix = f"{last.interval_start},{last.interval_end},"
+    if tail.startswith(prefix) or prefix.startswith(tail):
+        out[:] = [r for r in rows if (r.interval_start, r.interval_end) != (last.interval_start, last.interval_end)]
+        dropped = f"the interval {last.interval_start} .. {last.interval_end} was cut"
+    else:
+        dropped = "a row of a new interval was cut"
+    n = len({r.interval_start for r in out})
+    out.cut = (f"{path}: the recording was cut short (a run killed mid-write): {dropped} and is left out; "
+               f"{n} complete interval{'s' if n != 1 else ''} read")
+    return out

@@ -19,9 +19,12 @@ Schema "ioltrace-report/1" (README.md, "Reports, comparisons and plots"):
            "seconds": float, "ios", "bytes", "errors": int, "errnos": {NAME: int},
            "iops", "bytes_per_s": float,
            "latency": {stage: LATENCY},  # stage: queue, device, total, latency, ...
-           "windows": [WINDOW, ...]}     # only with --interval
+           "windows": [WINDOW, ...],     # only with --interval
+           "workload": str}              # cgroup kinds only: unit, container or pod the path names, or ""
     LATENCY = {"count": int, "mean_ns": float, "mean_exact": bool,
-               "stddev_ns", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p99.9_ns": float,
+               "stddev_ns", "p50_ns", "p90_ns", "p99_ns", "p99.9_ns": float,
+               "min_bucket_low_ns": float,      # every sample >= this (its bucket's low bound)
+               "max_bucket_high_ns": float | null,  # every sample < this; null: overflow bucket
                "buckets": [[low_ns, high_ns | null, count], ...]}   # non-empty buckets
     WINDOW = {"start_s", "end_s", "seconds": float,    # from the recording's start
               "ios": int, "iops", "bytes_per_s": float,
@@ -40,12 +43,13 @@ import math
 import os
 import sys
 
-from .. import hist, layout, stats
+from .. import cgnames, hist, layout, stats
 from ..errors import BadInput
 from ..recording import Series, stages_of
 from ..fmt import spell
 
 SCHEMA = "ioltrace-report/1"
+CGROUP_KINDS = ("cgroup", "cgroup-v1")
 COMPARE_SCHEMA = "ioltrace-compare/1"
 
 
@@ -58,8 +62,12 @@ def _num(v):
 def latency_dict(series, stage, seconds, buckets=True):
     d = stats.describe(series, stage, seconds)
     out = {"count": d["count"], "mean_ns": _num(d["mean"]), "mean_exact": d["mean_exact"]}
-    for k in ("stddev", "min", "max") + tuple(f"p{p:g}" for p in hist.PERCENTILES):
+    for k in ("stddev",) + tuple(f"p{p:g}" for p in hist.PERCENTILES):
         out[f"{k}_ns"] = _num(d[k])
+    # Bucket bounds, named so: the smallest sample is >= min_bucket_low_ns,
+    # the largest < max_bucket_high_ns (null: the overflow bucket).
+    out["min_bucket_low_ns"] = _num(d["min_low"])
+    out["max_bucket_high_ns"] = _num(d["max_high"])
     if buckets:
         counts = series.hists.get(stage, hist.empty())
         out["buckets"] = [[int(layout.BUCKET_LOW[i]),
@@ -80,6 +88,8 @@ def key_dict(series, seconds, stages=(), window=None, window_seconds=None):
            "errnos": {k.split(":", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("errno:")},
            "iops": ios / secs, "bytes_per_s": c.get("bytes", 0) / secs,
            "latency": {s: latency_dict(series, s, seconds) for s in stages_of(series, wanted=stages)}}
+    if gid.kind in CGROUP_KINDS:
+        out["workload"] = cgnames.name_of(gid.name)
     if window is not None:
         out["windows"] = []
         for w, (wc, wh) in sorted(series.windows.items()):
@@ -139,7 +149,7 @@ def interval_lines(series, start_ts, end_ts, counters=None):
     for s in series:
         d = {"interval_start": a, "interval_end": b}
         d.update(key_dict(s, seconds))
-        for f in ("key", "name", "disk"):
+        for f in ("key", "name", "disk", "workload") if "workload" in d else ("key", "name", "disk"):
             d[f] = spell(d[f])
         out.append(json.dumps(d, allow_nan=False, separators=(",", ":")))
     out.append(json.dumps({"interval_start": a, "interval_end": b, "kind": "kernel", "seconds": seconds,

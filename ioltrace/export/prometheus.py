@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .. import layout, maps
+from .. import cgnames, layout, maps
 from .. import layers as layer_decls
 from ..fmt import errno_name, spell
 
@@ -85,7 +85,9 @@ def escape(value):
 
 
 def _labels(names, values):
-    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values))
+    # An empty label is the same as no label to Prometheus; "workload" is
+    # left out when the cgroup path names no unit, container or pod.
+    return ",".join(f'{n}="{escape(v)}"' for n, v in zip(names, values) if v or n != "workload")
 
 
 # -- content negotiation --------------------------------------------------------
@@ -268,10 +270,12 @@ class Exporter:
             if v is None:
                 if label in ("op", "syscall"):
                     v = decl.op_name(key)
-                elif label == "disk":
+                elif label == "device":
                     v = self.resolver.disk_name(key.dev)
                 elif label == "cgroup":
                     v = spell(self.resolver.cgroup_path(key.cgid))
+                elif label == "workload":
+                    v = spell(cgnames.name_of(self.resolver.cgroup_path(key.cgid)))
                 elif label == "pid":
                     v = _pid_label(key)
                 else:   # comm

@@ -4,7 +4,7 @@ Takes Groups (group.by_key) and returns text; the fine kernel buckets are
 drawn as power-of-two rows but every statistic uses the fine buckets.
 """
 
-from .. import fmt, hist
+from .. import cgnames, fmt, hist
 
 BAR_WIDTH = 40
 
@@ -33,7 +33,10 @@ def title(g, stage, width=80):
               "cgroup-v1": "cgroup-v1 ", "disk": "disk "}.get(gid.kind, "")
     close = ")" if gid.kind in ("process", "thread") else ""
     room = max(8, width - len(prefix) - len(close) - len(tail))
-    return prefix + fmt.truncate(gid.name, room) + close + tail
+    name = gid.name
+    if gid.kind in ("cgroup", "cgroup-v1") and cgnames.name_of(name):
+        name += f" [{cgnames.name_of(name)}]"   # at the end, which truncation keeps
+    return prefix + fmt.truncate(name, room) + close + tail
 
 
 def stats_lines(g, stage, seconds):
@@ -44,7 +47,7 @@ def stats_lines(g, stage, seconds):
     secs = max(seconds, 1e-9)
     line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"
              f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}")
-    line2 = (f"  min {fmt.ns(s['min'])}  max {fmt.ns(s['max'])}  "
+    line2 = (f"  {fmt.min_max(s)}  "
              + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES))
     lines = [line1, line2]
     if g.errors:

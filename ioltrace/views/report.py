@@ -8,14 +8,14 @@ per time window. Returns lines or a string; never reads files or prints.
 import csv
 import io
 
-from .. import fmt, hist, layers, layout, stats
+from .. import cgnames, fmt, hist, layers, layout, stats
 from ..recording import Series, stages_of
 from .hist import footer, render_hist, title
 
 PCTS = tuple(f"p{p:g}" for p in hist.PERCENTILES)
-CSV_FIELDS = ("kind", "key", "name", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
+CSV_FIELDS = ("kind", "key", "name", "workload", "disk", "op", "layer", "stage", "window_start_s", "window_end_s", "seconds",
               "ios", "bytes", "errors", "iops", "bytes_per_s", "count", "mean_ns", "mean_exact", "stddev_ns",
-              "min_ns", "max_ns") + tuple(f"{p}_ns" for p in PCTS)
+              "min_bucket_low_ns", "max_bucket_high_ns") + tuple(f"{p}_ns" for p in PCTS)
 
 
 def kernel_footer(counters):
@@ -36,7 +36,7 @@ def figure_lines(d, errnos=None, per_s="IOPS"):
     mean = fmt.ns(d["mean"]) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
     lines = [f"  count {d['ios']}  {per_s} {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
              f"  mean {mean}  stddev {fmt.ns(d['stddev'])}",
-             f"  min {fmt.ns(d['min'])}  max {fmt.ns(d['max'])}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
+             f"  {fmt.min_max(d)}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
     if d["errors"]:
         lines.append("  errors " + (", ".join(f"{k}={v}" for k, v in errnos) if errnos else str(d["errors"])))
     return lines
@@ -57,13 +57,17 @@ def render(sel, stages=(), millis=False):
     unit_ns, unit_name = (1e6, "msecs") if millis else (1e3, "usecs")
     out = [header(sel)]
     approx = False
+    # Keys whose disks were merged say so: one histogram over sda and nvme0n1
+    # is neither disk's.
+    disks = sorted(d for d in sel.seen.get("disk", ()) if d != "*")
+    merged = f"  {len(disks)} disks merged" if len(disks) > 1 else ""
     for s in sel.series:
         errnos = [(k.split(":", 1)[1], v) for k, v in sorted(s.counters.items()) if k.startswith("errno:")]
         for stage in stages_of(s, wanted=stages):
             counts = s.hists[stage]
             if not counts.any():
                 continue
-            out += ["", title(s, stage)]
+            out += ["", title(s, stage) + (merged if s.id.disk == "*" and s.layer != "syscall" else "")]
             out += render_hist(counts, unit_ns, unit_name)
             d = stats.describe(s, stage, sel.seconds)
             approx |= not d["mean_exact"]
@@ -77,6 +81,8 @@ def render(sel, stages=(), millis=False):
         out.append(foot)
     if approx:
         out.append("~ mean from bucket midpoints (no exact sum recorded for these samples)")
+    if merged and any(s.id.disk == "*" and s.layer != "syscall" for s in sel.series):
+        out.append(f"disks merged per key: {', '.join(disks)}; --by disk or --disk NAME splits them")
     return out
 
 
@@ -89,9 +95,10 @@ def csv_text(sel, stages=()):
     def row(s, stage, secs, span):
         d = stats.describe(s, stage, secs)
         gid = s.id
-        w.writerow([gid.kind, gid.key, gid.name, gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
+        w.writerow([gid.kind, gid.key, gid.name,
+                    cgnames.name_of(gid.name) if gid.kind in ("cgroup", "cgroup-v1") else "", gid.disk, gid.op, s.layer, stage, *span, f"{secs:.6f}",
                     d["ios"], d["bytes"], d["errors"], f"{d['iops']:.3f}", f"{d['bytes_per_s']:.1f}", d["count"],
-                    _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min", "max") + PCTS)])
+                    _num(d["mean"]), int(d["mean_exact"]), *(_num(d[k]) for k in ("stddev", "min_low", "max_high") + PCTS)])
 
     for s in sel.series:
         for stage in stages_of(s, wanted=stages):
@@ -105,4 +112,4 @@ def csv_text(sel, stages=()):
 
 
 def _num(v):
-    return "" if v != v else f"{v:.1f}"
+    return "" if v != v or v == float("inf") else f"{v:.1f}"

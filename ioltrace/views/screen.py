@@ -23,7 +23,7 @@ class Screen:
 
     def draw(self, state, view, with_controls):
         height, width = self.win.getmaxyx()
-        lines = list(state.header)
+        lines = view.fit_lines(state.header, max(1, width - 1))
         room = max(0, height - len(lines) - 2)
         rows = view.sort_rows(state.rows, state.sort, state.reverse)
         table = view.table_lines(rows, width=max(40, width - 1), with_controls=with_controls, limit=room,

@@ -6,7 +6,7 @@ the kernel, so batch mode, the live screen and tests share it.
 
 import math
 
-from .. import fmt, hist, layout
+from .. import cgnames, fmt, hist, layout
 from ..records import TopRow
 
 # (column, header, width, right-aligned); name takes what is left.
@@ -59,9 +59,19 @@ BOTH_COLUMNS = (
 )
 SORT_KEYS = {"id": "key", "name": "name", "read": "read_bps", "write": "write_bps", "iops": "iops",
              "qp50": "q_p50", "qp99": "q_p99", "dp50": "d_p50", "dp99": "d_p99", "latency": "d_p99",
-             "errors": "errors", "share": "share", "bytes": "share",
+             "errors": "errors", "ioerr": "errors", "scerr": "sys_errors", "share": "share", "bytes": "share",
              "calls": "calls", "sp50": "s_p50", "sp99": "s_p99"}
 MIN_NAME = 10
+# Columns dropped whole, first to last, while a table is wider than the
+# terminal (as iotop does); the name, bytes and device p99 always stay.
+DROP_ORDER = ("q_p50", "s_p50", "d_p50", "controls", "q_p99", "iops", "calls", "share", "key",
+              "sys_errors", "errors", "s_p99")
+ERROR_COLUMNS = {
+    # Which layer's failures a column counts: block requests the device
+    # completed with an error, or syscalls that returned one (EAGAIN included).
+    "errors": ("errors", "IOERR", 5, True),
+    "sys_errors": ("sys_errors", "SCERR", 5, True),
+}
 
 
 def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
@@ -74,7 +84,7 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
 
     def slot(g):
         return by.setdefault(g.id.key, {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
-                                        "calls": 0, "queue": hist.empty(), "device": hist.empty(),
+                                        "calls": 0, "sys_errors": 0, "kind": g.id.kind, "queue": hist.empty(), "device": hist.empty(),
                                         "latency": hist.empty()})
 
     for g in groups:
@@ -91,7 +101,7 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
     for g in sys_groups:
         s = slot(g)
         s["calls"] += g.ios
-        s["errors"] += g.errors
+        s["sys_errors"] += g.errors
         if "latency" in g.hists:
             s["latency"] += g.hists["latency"]
         if sys_bytes:
@@ -105,7 +115,8 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
             hist.percentile(s["device"], 50), hist.percentile(s["device"], 99),
             s["errors"], (s["read"] + s["write"]) / total,
             controls_of(key, s["name"]) if controls_of else "",
-            s["calls"] / secs, hist.percentile(s["latency"], 50), hist.percentile(s["latency"], 99)))
+            s["calls"] / secs, hist.percentile(s["latency"], 50), hist.percentile(s["latency"], 99),
+            s["sys_errors"], cgnames.name_of(s["name"]) if s["kind"] in ("cgroup", "cgroup-v1") else ""))
     return out
 
 
@@ -113,6 +124,8 @@ def sort_rows(rows_, sort="write", reverse=True):
     field = SORT_KEYS.get(sort, sort)
 
     def k(r):
+        if field == "errors" and sort == "errors":
+            return (1, r.errors + r.sys_errors)   # either layer's, whichever columns show
         v = getattr(r, field)
         if isinstance(v, float) and math.isnan(v):
             return (0, 0)  # no data sorts last when descending
@@ -127,7 +140,7 @@ def _natural(text):
     return (0, int(text), "") if text.isdigit() else (1, 0, text.lower())
 
 
-def header_lines(rows_, counters, when, interval, by, sort):
+def header_lines(rows_, counters, when, interval, by, sort, width=None):
     read = sum(r.read_bps for r in rows_)
     write = sum(r.write_bps for r in rows_)
     iops = sum(r.iops for r in rows_)
@@ -136,23 +149,46 @@ def header_lines(rows_, counters, when, interval, by, sort):
     bad = {k: v for k, v in counters.items() if v}
     if bad:
         lines.append("kernel counters: " + "  ".join(f"{k}={v}" for k, v in bad.items()))
-    return lines
+    return lines if width is None else fit_lines(lines, width)
+
+
+def fit_lines(lines, width):
+    """Header lines within `width` columns: whole fields (" | " or two
+    spaces apart) are dropped from the end, never a figure cut in two."""
+    out = []
+    for text in lines:
+        sep = " | " if " | " in text else "  "
+        fields = text.split(sep)
+        while len(fields) > 1 and fmt.columns(sep.join(fields)) > width:
+            fields.pop()
+        out.append(fmt.cut(sep.join(fields), width))
+    return out
 
 
 def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None, layer="block"):
-    """Column header plus one line per row, each at most `width` columns."""
-    if with_errors is None:
-        with_errors = any(r.errors for r in rows_)
+    """Column header plus one line per row, each at most `width` columns;
+    columns are dropped whole (DROP_ORDER) until the rest fit."""
     if layer == "syscall":
         cols = list(SYSCALL_COLUMNS)
     elif layer == "both":
         cols = list(BOTH_COLUMNS)
     else:
         cols = list(CGROUP_COLUMNS if with_controls else COLUMNS)
-    if with_errors:
-        cols.insert(-2 if with_controls else len(cols), ("errors", "ERR", 5, True))
-    fixed = sum(w for _, _, w, _ in cols if w) + len(cols) - 1
-    name_w = max(MIN_NAME, width - fixed)
+    at = len(cols) - 2 if with_controls else len(cols)
+    for field in ("errors", "sys_errors"):
+        shown = with_errors if with_errors is not None else any(getattr(r, field) for r in rows_)
+        if shown and (layer != "block" or field == "errors") and (layer != "syscall" or field == "sys_errors"):
+            cols.insert(at, ERROR_COLUMNS[field])
+            at += 1
+
+    def fixed():
+        return sum(w for _, _, w, _ in cols if w) + len(cols) - 1
+
+    for field in DROP_ORDER:
+        if fixed() + MIN_NAME <= width:
+            break
+        cols = [c for c in cols if c[0] != field]
+    name_w = max(MIN_NAME, width - fixed())
     widths = [w or name_w for _, _, w, _ in cols]
 
     def line(values):
@@ -170,6 +206,8 @@ def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=No
 
 
 def _cell(r, field):
+    if field == "name" and r.workload:
+        return r.workload   # the unit, container or pod; the path is in every export
     v = getattr(r, field)
     if field in ("read_bps", "write_bps"):
         return fmt.size(v)
@@ -234,7 +272,7 @@ def idle_row(key, name):
 
 def batch_lines(state, with_controls, width=80):
     """One plain table of batch mode: the header, then every row."""
-    lines = list(state.header)
+    lines = fit_lines(state.header, width)
     lines += table_lines(sort_rows(state.rows, state.sort, state.reverse), width=width,
                          with_controls=with_controls, layer=state.layer)
     return lines
@@ -244,6 +282,6 @@ def summary_lines(rows_, alarms, seconds, by, width=80, with_controls=False, lay
     """One screen for a whole run (top's final word on Ctrl-C, demo's)."""
     rows_ = sort_rows(rows_, "bytes")
     lines = [title or f"Summary of {seconds:.1f}s, by {by}, top {min(len(rows_), 20)} of {len(rows_)} by bytes:"]
-    lines += header_lines(rows_, alarms, "whole run", seconds, by, "bytes")[1:]
+    lines += header_lines(rows_, alarms, "whole run", seconds, by, "bytes", width=width)[1:]
     lines += table_lines(rows_, width=width, with_controls=with_controls, limit=20, layer=layer)
     return lines

@@ -278,3 +278,32 @@ def _ioltrace_progs():
     progs = json.loads(sh("bpftool", "-j", "prog", "show"))
     # bcc names tracepoint programs after the function: tracepoint__block__...
     return sorted(p["id"] for p in progs if p.get("name", "").startswith(("tracepoint__bl", "tracepoint_bloc")))
+
+
+def _device_completions(loop):
+    """Completed requests of all kinds from /sys/block/X/stat (Documentation/
+    block/stat.rst): reads, writes, discards, flushes."""
+    with open(f"/sys/block/{loop.name}/stat") as f:
+        v = [int(x) for x in f.read().split()]
+    return v[0] + v[4] + (v[11] if len(v) > 11 else 0) + (v[15] if len(v) > 15 else 0)
+
+
+def test_counted_ios_are_device_completions_minus_unmatched_and_missed_complete(loopdev, ioltrace, tmp_path):
+    """README's formula, exactly: reads, writes and a flush on a private disk."""
+    csv_path = tmp_path / "run.csv"
+    t = ioltrace("hist", "--by", "disk", "--disk", loopdev.name, "--csv", csv_path)
+    before = _device_completions(loopdev)
+    for argv in (["dd", "if=/dev/zero", f"of={loopdev.path}", "bs=4096", "count=300", "oflag=direct", "conv=fsync"],
+                 ["dd", f"if={loopdev.path}", "of=/dev/null", "bs=65536", "count=40", "iflag=direct"]):
+        p = subprocess.run(argv, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    device = _device_completions(loopdev) - before
+    assert t.stop() == 0, t.err
+    rows = rec.read(csv_path)
+    kernel = defaultdict(int)
+    for r in rows:
+        if r.key_kind == "kernel":
+            kernel[r.key] += r.count
+    counted = totals(rows, "ios", disk=loopdev.name)
+    assert device >= 340
+    assert counted == device - sum(kernel[c] for c in layout.UNCOUNTED_COUNTERS), (counted, device, dict(kernel))

@@ -74,8 +74,8 @@ def test_device_errors_are_counted_by_errno_and_good_bytes_add_up(failing_loop, 
             lines = table.splitlines()
             header = next(l for l in lines if "READ/s" in l)
             rows = [l for l in lines if key in l.split()]
-            if "ERR" in header and rows:
-                found.append(int(rows[0].split()[header.split().index("ERR")]))
+            if "IOERR" in header and rows:
+                found.append(int(rows[0].split()[header.split().index("IOERR")]))
         assert found and max(found) >= 1, out
 
 

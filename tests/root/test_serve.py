@@ -176,7 +176,7 @@ def test_prometheus_sees_exactly_the_bytes_dd_wrote(loopdev, make_cgroup, ioltra
     done = time.time()
     assert ref.stop() == 0, ref.err
 
-    sel = f'cgroup="{cg.rel}",disk="{loopdev.name}"'
+    sel = f'cgroup="{cg.rel}",device="{loopdev.name}"'
     # A sample scraped after dd exited holds all of its completions: the
     # kernel counts a request before dd's write() returns.
     wait_for("a scrape after dd finished",
@@ -185,7 +185,7 @@ def test_prometheus_sees_exactly_the_bytes_dd_wrote(loopdev, make_cgroup, ioltra
     assert prom.one(f"sum(ioltrace_cgroup_block_bytes_total{{{sel}}})") == written
     assert prom.one(f'ioltrace_cgroup_block_bytes_total{{{sel},op="write"}}') == written
     assert prom.one(f'ioltrace_cgroup_block_ios_total{{{sel},op="write"}}') == COUNT
-    assert prom.one(f'ioltrace_block_bytes_total{{disk="{loopdev.name}",op="write"}}') == written
+    assert prom.one(f'ioltrace_block_bytes_total{{device="{loopdev.name}",op="write"}}') == written
     assert prom.one(f'ioltrace_cgroup_block_latency_seconds_count{{{sel},op="write",stage="device"}}') == COUNT
     assert prom.one('ioltrace_build_info{job="ioltrace"}') == 1
 
@@ -245,7 +245,7 @@ def test_textfile_and_listener_stop_cleanly_on_signals(sig, loopdev, make_cgroup
     t = ioltrace("serve", "--user", "root", "--textfile", path, "--interval", "0.2", "--listen", f"127.0.0.1:{port}",
                  "--disk", loopdev.name)
     written = dd_in(cg, loopdev, bs=4096, count=100)
-    series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",disk="{loopdev.name}",op="write"}}'
+    series = f'ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",device="{loopdev.name}",op="write"}}'
     wait_for("the textfile to show dd's bytes",
              lambda: path.exists() and samples(path.read_bytes()).get(series) == written)
     rc, out = promtool_ok(path.read_bytes())
@@ -274,7 +274,7 @@ def test_per_process_series_name_dd(loopdev, make_cgroup, ioltrace):
     assert p.wait() == 0
     got = samples(http_get(f"http://127.0.0.1:{port}/metrics")[2])
     # The shell execs dd, so dd keeps the pid Popen saw.
-    key = f'ioltrace_process_block_bytes_total{{pid="{p.pid}",comm="dd",disk="{loopdev.name}",op="write"}}'
+    key = f'ioltrace_process_block_bytes_total{{pid="{p.pid}",comm="dd",device="{loopdev.name}",op="write"}}'
     assert got[key] == 50 * 4096
     assert t.stop() == 0, t.err
 
@@ -338,7 +338,7 @@ def test_prometheus_sees_exactly_the_pwrite64_calls_and_bytes(loopdev, make_cgro
     assert prom.one(f"ioltrace_process_syscall_calls_total{{{psel}}}") == n + 1
     assert prom.one(f"ioltrace_process_syscall_bytes_total{{{psel}}}") == n * size
     # The block layer saw the same bytes reach the loop device.
-    assert prom.one(f'sum(ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",disk="{loopdev.name}"}})') == n * size
+    assert prom.one(f'sum(ioltrace_cgroup_block_bytes_total{{cgroup="{cg.rel}",device="{loopdev.name}"}})') == n * size
     assert prom.one('ioltrace_build_info{job="ioltrace"}') == 1
     assert prom.query('ioltrace_build_info{layers="block,syscall"}')
 

@@ -40,9 +40,13 @@ CASES = {
     "csv_no_dir": ["hist", "--csv", f"{NO_DIR}/x.csv"],
     "csv_is_dir": ["hist", "--csv", "{dir}"],
     "disk_newline": ["hist", "--disk", "no\nsuch"],
+    # One file for both recordings would interleave CSV and JSON lines.
+    "csv_json_same": ["hist", "--csv", "{dir}/x", "--json", "{dir}/x"],
+    "csv_json_same_spelled_apart": ["top", "-b", "--csv", "{dir}/x", "--json", "{dir}/../adir/./x"],
+    "csv_json_both_stdout": ["run", "--csv", "-", "--json", "-", "--", "true"],
 }
 EXPECT = {"pid_missing": "no such process", "csv_no_dir": f"{NO_DIR}/x.csv", "disk": "nosuchdisk",
-          "cgroup": "/no/such/cgroup", "comm_16": "15 bytes", "comm_16_bytes_8_chars": "15 bytes"}
+          "cgroup": "/no/such/cgroup", "csv_json_same": "same file", "csv_json_both_stdout": "same stdout", "comm_16": "15 bytes", "comm_16_bytes_8_chars": "15 bytes"}
 
 
 def params():
@@ -80,22 +84,24 @@ def check(name, rc, out, err, tmp_path, d):
 
 
 @pytest.mark.parametrize("name", params())
-def test_in_process(name, tmp_path, capsys):
+def test_in_process(name, tmp_path, capsys, monkeypatch):
     argv, d = argv_for(name, tmp_path)
+    monkeypatch.chdir(d)    # a relative path ("-" taken for a file name) would land in d
     rc = cli.main(argv)
     cap = capsys.readouterr()
     check(name, rc, cap.out, cap.err, tmp_path, d)
 
 
-def run(argv):
-    return subprocess.run([sys.executable, "-m", "ioltrace.cli", *argv], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+def run(argv, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))))
+    return subprocess.run([sys.executable, "-m", "ioltrace.cli", *argv], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env=env)
 
 
 @pytest.mark.parametrize("name", params())
 def test_subprocess(name, tmp_path):
     argv, d = argv_for(name, tmp_path)
-    p = run(argv)
+    p = run(argv, cwd=d)    # as in-process: a file made by mistake would land in d
     check(name, p.returncode, p.stdout, p.stderr, tmp_path, d)
 
 

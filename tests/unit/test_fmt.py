@@ -1,4 +1,4 @@
-"""views/fmt.py formatters and the width of views/hist.render's output."""
+"""fmt.py formatters and the width of views/hist.render's output."""
 
 import errno
 import math

@@ -34,7 +34,7 @@ def bad_files(tmp_path):
                                      + GOOD_ROW.replace(",1024,1056,", ",1024,1088,") + "\r\n"),
                            "4: bucket [1024, 1088) is not one of this ioltrace's buckets"),
         "truncated_row": (text_file(tmp_path, "cut.csv", pre + HEADER + "\r\n" + GOOD_ROW + "\r\n" + GOOD_ROW[:30]),
-                          "4: truncated row"),
+                          "cut short (a run killed mid-write) in its first interval"),
         "short_row": (text_file(tmp_path, "short.csv", pre + HEADER + "\r\n" + GOOD_ROW + "\r\n1,2,3\r\n"),
                       "4: expected 12 fields, got 3"),
         "bad_header": (text_file(tmp_path, "hdr.csv", pre + "a,b\r\n"), "2: unexpected header"),

@@ -152,8 +152,8 @@ def test_exported_histograms_are_sums_of_kernel_counts_over_keys():
     parsed = parse(P.Exporter(res).render(make_snapshot(entries)))
     for stage, samples in (("queue", np.concatenate(q_all)), ("device", np.concatenate(d_all))):
         want = [int((samples < e).sum()) for e in P.EDGES_NS] + [len(samples)]
-        for name, labels in (("ioltrace_block_latency_seconds", {"disk": "sda"}),
-                             ("ioltrace_cgroup_block_latency_seconds", {"cgroup": "/db", "disk": "sda"})):
+        for name, labels in (("ioltrace_block_latency_seconds", {"device": "sda"}),
+                             ("ioltrace_cgroup_block_latency_seconds", {"cgroup": "/db", "device": "sda"})):
             b = series(parsed, name + "_bucket", op="write", stage=stage, **labels)
             assert [b[le] for le in P.LE_VALUES] == want
             assert value(parsed, name + "_count", op="write", stage=stage, **labels) == len(samples)
@@ -167,8 +167,8 @@ def test_total_stage_sum_is_queue_plus_device():
     snap = make_snapshot([(key, "r", [10, 20], [1000, 3000], {})])
     snap.hists[(key, layout.STAGE_TOTAL)] = hist.from_samples([1010, 3020])
     parsed = parse(P.Exporter(FakeResolver(), stages=("queue", "device", "total")).render(snap))
-    assert value(parsed, "ioltrace_block_latency_seconds_sum", disk="sda", op="read", stage="total") == 4.03e-06
-    assert value(parsed, "ioltrace_block_latency_seconds_count", disk="sda", op="read", stage="total") == 2
+    assert value(parsed, "ioltrace_block_latency_seconds_sum", device="sda", op="read", stage="total") == 4.03e-06
+    assert value(parsed, "ioltrace_block_latency_seconds_count", device="sda", op="read", stage="total") == 2
 
 
 def test_counters_errors_kernel_events_and_build_info():
@@ -178,11 +178,11 @@ def test_counters_errors_kernel_events_and_build_info():
                          counters)
     info = {"version": "9.9", "start_tracepoint": "block_io_start", "headers": "running"}
     parsed = parse(P.Exporter(FakeResolver({5: "/db"}), info=info).render(snap))
-    assert value(parsed, "ioltrace_block_ios_total", disk="sda", op="write") == 10
-    assert value(parsed, "ioltrace_block_bytes_total", disk="sda", op="write") == 7 * 4096
-    assert value(parsed, "ioltrace_cgroup_block_errors_total", cgroup="/db", disk="sda", op="write",
+    assert value(parsed, "ioltrace_block_ios_total", device="sda", op="write") == 10
+    assert value(parsed, "ioltrace_block_bytes_total", device="sda", op="write") == 7 * 4096
+    assert value(parsed, "ioltrace_cgroup_block_errors_total", cgroup="/db", device="sda", op="write",
                  errno="ENOSPC") == 2
-    assert value(parsed, "ioltrace_block_errors_total", disk="sda", op="write", errno="EIO") == 1
+    assert value(parsed, "ioltrace_block_errors_total", device="sda", op="write", errno="EIO") == 1
     for name in layout.COUNTERS:
         assert value(parsed, "ioltrace_kernel_events_total", event=name) == (3 if name == "dropped" else 0)
     assert value(parsed, "ioltrace_build_info", **info) == 1
@@ -196,7 +196,7 @@ def test_seeded_catch_all_keys_stay_hidden_until_used():
     assert not any(k[0].startswith("ioltrace_block_ios") for k in parsed)
     used = make_snapshot([(Key(0, layout.OTHER_TGID, 0, 0, W), "", [5], [7, 9], {})])
     parsed = parse(P.Exporter(FakeResolver()).render(used))
-    assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup="other", disk="other", op="other") == 2
+    assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup="other", workload="other", device="other", op="other") == 2
 
 
 # -- escaping ----------------------------------------------------------------------
@@ -229,9 +229,9 @@ def test_odd_cgroup_paths_and_comms_round_trip(fmt):
     body = P.Exporter(FakeResolver(ODD_CGROUPS), per_process=True).render(odd_snapshot(), fmt)
     parsed = parse(body)
     for cg, shown in SHOWN.items():
-        assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup=shown, disk="sda", op="write") == 1
+        assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup=shown, device="sda", op="write") == 1
     for pid, (_, shown) in ODD_COMMS.items():
-        assert value(parsed, "ioltrace_process_block_ios_total", pid=str(pid), comm=shown, disk="nvme0n1",
+        assert value(parsed, "ioltrace_process_block_ios_total", pid=str(pid), comm=shown, device="nvme0n1",
                      op="read") == 1
 
 
@@ -269,7 +269,7 @@ def test_max_series_keeps_the_biggest_and_folds_the_rest_into_other():
     assert kept == {"/cg2": 60, "/cg4": 50, "/cg6": 40, "other": 30 + 20 + 11 + 500}
     assert value(parsed, "ioltrace_folded_label_sets", level="cgroup") == 4
     # The per-disk level is under its cap and unaffected.
-    assert value(parsed, "ioltrace_block_ios_total", disk="sda", op="write") == sum(sizes.values())
+    assert value(parsed, "ioltrace_block_ios_total", device="sda", op="write") == sum(sizes.values())
 
 
 def test_max_series_per_process():
@@ -277,7 +277,7 @@ def test_max_series_per_process():
     parsed = parse(P.Exporter(FakeResolver(), per_process=True, max_series=2).render(make_snapshot(entries)))
     pids = {dict(k[1])["pid"]: v for k, v in parsed.items() if k[0] == "ioltrace_process_block_ios_total"}
     assert pids == {"7": 7, "6": 6, "other": 15}
-    assert value(parsed, "ioltrace_process_block_ios_total", pid="other", comm="other", disk="other",
+    assert value(parsed, "ioltrace_process_block_ios_total", pid="other", comm="other", device="other",
                  op="other") == 15
     assert value(parsed, "ioltrace_folded_label_sets", level="process") == 5
 
@@ -320,17 +320,17 @@ def test_a_process_leaving_the_maps_keeps_its_counts():
     # pid 100 exited and its kernel entries were removed; pid 200 did more.
     second = parse(ex.render(make_snapshot([(b, "stays", [1] * 3, [7000] * 3, {})])))
     assert_no_decrease(first, second)
-    assert value(second, "ioltrace_cgroup_block_ios_total", cgroup="/db", disk="sda", op="write") == 4 + 3
-    assert value(second, "ioltrace_cgroup_block_errors_total", cgroup="/db", disk="sda", op="write",
+    assert value(second, "ioltrace_cgroup_block_ios_total", cgroup="/db", device="sda", op="write") == 4 + 3
+    assert value(second, "ioltrace_cgroup_block_errors_total", cgroup="/db", device="sda", op="write",
                  errno="EIO") == 1
-    assert series(second, "ioltrace_block_latency_seconds_bucket", disk="sda", op="write", stage="device")[
+    assert series(second, "ioltrace_block_latency_seconds_bucket", device="sda", op="write", stage="device")[
         "+Inf"] == 7
     # Per process: the exited one is folded into "other", with all of its counts.
     assert ("ioltrace_process_block_ios_total",
-            frozenset({"pid": "100", "comm": "gone", "disk": "sda", "op": "write"}.items())) not in second
-    assert value(second, "ioltrace_process_block_ios_total", pid="other", comm="other", disk="other",
+            frozenset({"pid": "100", "comm": "gone", "device": "sda", "op": "write"}.items())) not in second
+    assert value(second, "ioltrace_process_block_ios_total", pid="other", comm="other", device="other",
                  op="other") == 4
-    assert value(second, "ioltrace_process_block_ios_total", pid="200", comm="stays", disk="sda", op="write") == 3
+    assert value(second, "ioltrace_process_block_ios_total", pid="200", comm="stays", device="sda", op="write") == 3
     assert value(second, "ioltrace_folded_label_sets", level="process") == 1
     # It stays there, scrape after scrape.
     third = parse(ex.render(make_snapshot([(b, "stays", [1] * 3, [7000] * 3, {})])))
@@ -343,7 +343,7 @@ def test_a_key_restarting_from_lower_counts_does_not_go_down():
     first = parse(ex.render(make_snapshot([(k, "x", [1] * 5, [9] * 5, {})])))
     second = parse(ex.render(make_snapshot([(k, "x", [1] * 2, [9] * 2, {})])))
     assert_no_decrease(first, second)
-    assert value(second, "ioltrace_block_ios_total", disk="sda", op="write") == 7
+    assert value(second, "ioltrace_block_ios_total", device="sda", op="write") == 7
 
 
 def test_a_folded_process_is_counted_once_under_exited():
@@ -368,10 +368,10 @@ def test_a_folded_process_is_counted_once_under_exited():
     kernel = make_snapshot([(a, "gone", [1] * 4, [5000] * 4, {}), (b, "stays", [1] * 3, [7000] * 3, {})])
     second = parse(ex.render(folder.apply(kernel, take)))
     assert_no_decrease(first, second)
-    assert value(second, "ioltrace_cgroup_block_ios_total", cgroup="/db", disk="sda", op="write") == 4 + 3
-    assert value(second, "ioltrace_process_block_ios_total", pid="exited", comm=layout.EXITED_COMM, disk="sda",
+    assert value(second, "ioltrace_cgroup_block_ios_total", cgroup="/db", device="sda", op="write") == 4 + 3
+    assert value(second, "ioltrace_process_block_ios_total", pid="exited", comm=layout.EXITED_COMM, device="sda",
                  op="write") == 4
-    assert series(second, "ioltrace_block_latency_seconds_bucket", disk="sda", op="write", stage="device")[
+    assert series(second, "ioltrace_block_latency_seconds_bucket", device="sda", op="write", stage="device")[
         "+Inf"] == 7
 
 
@@ -716,7 +716,7 @@ def test_syscall_max_series_folds_into_other():
     parsed = parse(P.Exporter(res, max_series=2, layers=BOTH).render(make_sys_snapshot(entries)))
     kept = {dict(k[1])["cgroup"]: v for k, v in parsed.items() if k[0] == "ioltrace_cgroup_syscall_calls_total"}
     assert kept == {"/cg5": 50, "/cg4": 40, "other": 30 + 20 + 10}
-    assert value(parsed, "ioltrace_cgroup_syscall_latency_seconds_count", cgroup="other", syscall="other") == 60
+    assert value(parsed, "ioltrace_cgroup_syscall_latency_seconds_count", cgroup="other", workload="other", syscall="other") == 60
     assert value(parsed, "ioltrace_folded_label_sets", level="cgroup_syscall") == 3
 
 
@@ -770,3 +770,19 @@ def test_promtool_accepts_both_layers(tmp_path):
                             "layers": "block,syscall"}).render(snap)
     p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert p.returncode == 0, (p.stdout + p.stderr).decode()
+
+
+def test_disk_label_is_device_as_node_exporter_and_cgroups_carry_their_workload():
+    # node_exporter's node_disk_* families label the disk `device`; a join
+    # on (device) needs the same name here.
+    cid = "3f4a5b6c7d8e9f00112233445566778899aabbccddeeff00112233445566aabb"
+    res = FakeResolver({5: f"/system.slice/docker-{cid}.scope", 6: "/db"})
+    snap = make_snapshot([(Key(5, 100, 0, SDA, W), "dd", [1], [5000] * 3, {}),
+                          (Key(6, 101, 0, SDA, W), "dd", [1], [5000] * 2, {})])
+    parsed = parse(P.Exporter(res).render(snap))
+    assert value(parsed, "ioltrace_block_ios_total", device="sda", op="write") == 5
+    assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup=f"/system.slice/docker-{cid}.scope",
+                 workload="docker:3f4a5b6c7d8e", device="sda", op="write") == 3
+    # A path that names no unit or container gets no workload label.
+    assert value(parsed, "ioltrace_cgroup_block_ios_total", cgroup="/db", device="sda", op="write") == 2
+    assert not any(dict(k[1]).get("disk") for k in parsed)

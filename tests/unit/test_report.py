@@ -71,9 +71,11 @@ def test_json_output_holds_the_same_figures(tmp_path, capsys):
     lat = key["latency"]["device"]
     d = {"count": lat["count"], "ios": key["ios"], "bytes": key["bytes"], "iops": key["iops"],
          "bytes_per_s": key["bytes_per_s"], "mean": lat["mean_ns"], "mean_exact": lat["mean_exact"],
-         "stddev": lat["stddev_ns"], "min": lat["min_ns"], "max": lat["max_ns"],
+         "stddev": lat["stddev_ns"], "min": lat["min_bucket_low_ns"], "max": lat["max_bucket_high_ns"],
          **{f"p{p:g}": lat[f"p{p:g}_ns"] for p in PCTS}}
     check_figures(d, device, 5.0)
+    # Bounds, as named: no sample below the low one, none at or above the high one.
+    assert lat["min_bucket_low_ns"] <= device.min() and device.max() < lat["max_bucket_high_ns"]
     # The buckets are the histogram itself: they rebuild the raw samples' counts.
     counts = hist.empty()
     for low, high, n in lat["buckets"]:
