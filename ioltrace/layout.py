@@ -164,7 +164,7 @@ def buckets_of(values):
 
 # ---- syscall layer (bpf/syscall.bpf.c) ----
 
-# Index = the syscall's number in the kernel programs (sc_enter_N/sc_exit_N).
+# Index = the syscall's number in the kernel program (sc_index in syscall.bpf.c).
 # The first SC_BYTES_FAMILY return a byte count; even ones of those read.
 SYSCALLS = (
     "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2",
