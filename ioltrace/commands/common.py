@@ -12,17 +12,37 @@ from dataclasses import dataclass
 
 from .. import group, layers, layout, loader
 from ..errors import BadInput
+from . import refuse_unused
 
 
 @dataclass(frozen=True)
-class Filters:
-    """Filters applied in the kernel (cli.filter_options) and -v."""
+class TaskFilters:
+    """Filters of tasks applied in the kernel (cli.filter_options) and -v."""
 
     pid: int = None
     cgroup: str = None      # path below the cgroup v2 mount
-    disk: str = None
     comm: bytes = None
     verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Filters(TaskFilters):
+    """Task filters and the disk filter (the block layer's)."""
+
+    disk: str = None
+
+
+# Options that only some layers use: field -> the layers that use it (the
+# disk filter is in block.bpf.c only, --op names block ops, --stage block
+# stages, --syscalls the syscall layer's). Given when none of those layers is
+# traced, they are refused. tests/unit/test_commands.py checks the filter
+# against the C programs and the ops against layers.Layer.op_filter.
+LAYER_ONLY = {"disk": ("block",), "op": ("block",), "stage": ("block",), "syscalls": ("syscall",)}
+
+
+def layer_names(layer):
+    """The --layer choice as layer names."""
+    return ("block", "syscall") if layer == "both" else (layer,)
 
 
 @dataclass(frozen=True)
@@ -37,11 +57,18 @@ class Traced(Filters):
     csv: str = None
     json: str = None        # "-": stdout
 
+    def __post_init__(self):
+        chosen = layer_names(self.layer)
+        refuse_unused(self, [(name, f"is for the {' and '.join(users)} layer, and --layer {self.layer} does not trace it",
+                              f"leave it out, or use --layer {users[0] if self.layer != 'both' else 'both'}")
+                             for name, users in LAYER_ONLY.items()
+                             if hasattr(self, name) and not set(users) & set(chosen)])
+
 
 def kernel_options(opts, resolver, **extra):
     """Filters -> loader.Options of validated integers, checking each names something real."""
     kw = dict(extra)
-    if opts.disk:
+    if getattr(opts, "disk", None):
         kw["dev"], kw["sector_lo"], kw["sector_hi"] = resolver.disk_filter(opts.disk)
     if opts.cgroup:
         kw["cgid"], kw["cglevel"] = resolver.cgroup_filter(opts.cgroup)
@@ -56,7 +83,7 @@ def kernel_options(opts, resolver, **extra):
 
 def chosen_layers(opts):
     """The --layer choice as layer names, checked against --by."""
-    chosen = ("block", "syscall") if opts.layer == "both" else (opts.layer,)
+    chosen = layer_names(opts.layer)
     if "syscall" in chosen and opts.by == "disk":
         raise BadInput("--by disk", "the syscall layer knows processes and cgroups, not disks",
                        "use --by process or --by cgroup with --layer syscall")

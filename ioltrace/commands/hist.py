@@ -18,6 +18,13 @@ class Options(common.Traced):
     timestamp: bool = False
     milliseconds: bool = False
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.json == "-":
+            common.refuse_unused(self, [(name, "shapes the text output, and --json - prints none",
+                                         "leave it out, or write JSON to a file")
+                                        for name in ("timestamp", "milliseconds")])
+
 
 def main(opts: Options) -> int:
     from ..views import hist as view
