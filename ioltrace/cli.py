@@ -239,7 +239,8 @@ def filter_options(disk=True):
     disk (loop): --disk is refused there."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("filters (applied in the kernel)")
-    g.add_argument("--pid", type=pid_arg, help="only this process (tgid)")
+    g.add_argument("--pid", type=pid_arg, help="only this process (tgid); its children only with --children")
+    g.add_argument("--children", action="store_true", help="with --pid: also the processes it forks, and theirs")
     g.add_argument("--cgroup", metavar="PATH", help="only this cgroup v2 subtree (path below the v2 mount)")
     if disk:
         g.add_argument("--disk", metavar="NAME", help="only this disk or partition (sda, sda1, nvme0n1, loop0); "

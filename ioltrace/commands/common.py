@@ -20,9 +20,14 @@ class TaskFilters:
     """Filters of tasks applied in the kernel (cli.filter_options) and -v."""
 
     pid: int = None
+    children: bool = False  # with pid: its descendants too
     cgroup: str = None      # path below the cgroup v2 mount
     comm: bytes = None
     verbose: bool = False
+
+    def __post_init__(self):
+        if self.children and self.pid is None:
+            raise BadInput("--children", "follows the descendants of --pid, and no --pid is given", "add --pid PID")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Traced(Filters):
     json: str = None        # "-": stdout
 
     def __post_init__(self):
+        super().__post_init__()
         chosen = layer_names(self.layer)
         refuse_unused(self, [(name, f"is for the {' and '.join(users)} layer, and --layer {self.layer} does not trace it",
                               f"leave it out, or use --layer {users[0] if self.layer != 'both' else 'both'}")
@@ -76,6 +82,7 @@ def kernel_options(opts, resolver, **extra):
         if not resolver.pid_exists(opts.pid):
             raise BadInput(f"--pid {opts.pid}", "no such process", "check the pid with ps")
         kw["tgid"] = opts.pid
+        kw["children"] = opts.children
     if opts.comm:
         kw["comm"] = opts.comm
     return loader.Options(**kw)

@@ -52,6 +52,12 @@ def main(opts: Options) -> int:
             lines.extend(view.render(groups, stages, end - start, opts.milliseconds))
             if not groups:
                 lines.append(f"(no {'syscall' if opts.layer == 'syscall' else 'block'} I/O in this interval)")
+            # What the filters left out: when nothing passed them, or when
+            # --pid left out its children (fio's workers, make's compilers).
+            if not groups or delta.counters.get("filtered_children"):
+                note = view.filter_note(delta.counters, opts.pid, opts.children)
+                if note:
+                    lines.append(note)
             foot = view.footer(delta.counters, layers.ALARM_COUNTERS)
             if foot:
                 lines.append(foot)

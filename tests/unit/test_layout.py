@@ -140,6 +140,7 @@ def _expected_constants():
     exp.update({f"IOLT_OP_{n.upper()}": i for i, n in enumerate(layout.OPS)})
     exp.update({f"IOLT_STAGE_{n.upper()}": i for i, n in enumerate(layout.STAGES)})
     exp.update({f"IOLT_CNT_{n.upper()}": i for i, n in enumerate(layout.COUNTERS)})
+    exp.update({f"IOLT_{n.upper()}": i + 1 for i, n in enumerate(layout.FILTERED_COUNTERS)})
     exp.update({
         "IOLT_SC_COUNT": len(layout.SYSCALLS), "IOLT_SC_BYTES_FAMILY": layout.SC_BYTES_FAMILY,
         "IOLT_SC_THREADS": layout.DEFAULT_SC_THREADS, "IOLT_SC_NCOUNTERS": len(layout.SC_COUNTERS),

@@ -124,6 +124,8 @@ def test_every_option_is_used_or_refused(command, flag, given, dest):
     ["hist", "--layer", "syscall", "--by", "process", "--stage", "queue"],
     ["top", "--syscalls", "read"],
     ["run", "--layer", "syscall", "--disk", "loop0", "--", "true"],
+    ["run", "--cgroup", "/", "--", "true"],
+    ["hist", "--children"],
     ["hist", "--json", "-", "-T"],
     ["plot", "rec.csv", "-o", "out.png", "--interval", "5"],
     ["compare", "a.csv", "b.csv", "--size", "800x600"],
