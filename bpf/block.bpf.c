@@ -12,7 +12,7 @@
  *   IOLT_BY_THREAD       keep thread ids in the stats key
  *   IOLT_TOTAL_HIST      also keep a start -> complete histogram per key
  *   IOLT_FILTER_DEV, IOLT_FILTER_SECTOR_LO/HI  one disk, optionally a sector range
- *   IOLT_FILTER_TGID     one process
+ *   IOLT_FILTER_TGID     one process; IOLT_FILTER_CHILDREN: and its descendants
  *   IOLT_FILTER_CGID, IOLT_FILTER_CGLEVEL      one cgroup v2 subtree
  *   IOLT_FILTER_COMM_LO/HI                     comm as two little-endian u64
  */
@@ -48,17 +48,20 @@ static __always_inline int dev_wanted(u32 dev, u64 sector)
 
 /* Fills the attribution fields from current and the tracepoint's own comm
  * field (filled by the kernel from current: cheaper than asking again);
- * returns 0 if filtered out. */
-static __always_inline int attribute(struct iolt_rq *rq, const char *comm)
+ * returns 0, or why the request is not traced (IOLT_FILTERED_*): the first
+ * task filter that excludes it, else the disk filter. */
+static __always_inline u32 attribute(struct iolt_rq *rq, const char *comm, int dev_ok)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	rq->tgid = id >> 32;
 	rq->tid = (u32)id;
 	__builtin_memcpy(rq->comm, comm, sizeof(rq->comm));
-	if (!iolt_task_wanted(rq->tgid, rq->comm))
-		return 0;
-	rq->cgid = bpf_get_current_cgroup_id();
-	return 1;
+	u32 why = iolt_task_filter(rq->tgid, rq->comm);
+	if (!why && !dev_ok)
+		why = IOLT_FILTERED_DISK;
+	if (!why)
+		rq->cgid = bpf_get_current_cgroup_id();
+	return why;
 }
 
 static __always_inline int busy(struct iolt_rq *r)
@@ -122,13 +125,20 @@ static __always_inline void claim(struct iolt_rq *rq)
 	*free = *rq;
 }
 
+/* A request a filter excludes is counted once, at its start event, under
+ * that filter (requests issued without one are not counted), and takes no
+ * slot. Another disk's requests count only for tasks the task filters pass:
+ * what the disk filter took from the traced tasks. */
 static __always_inline int on_start(u32 dev, u64 sector, const char *comm)
 {
-	if (!dev_wanted(dev, sector))
-		return 0;
 	struct iolt_rq rq = {.sector = sector, .dev = dev};
-	if (!attribute(&rq, comm))
+	int dev_ok = dev_wanted(dev, sector);
+	u32 why = attribute(&rq, comm, dev_ok);
+	if (why) {
+		if (dev_ok || why == IOLT_FILTERED_DISK)
+			count(IOLT_CNT_FILTERED_CGROUP - 1 + why);
 		return 0;
+	}
 	rq.start_ns = bpf_ktime_get_ns();
 	claim(&rq);
 	return 0;
@@ -161,7 +171,7 @@ TRACEPOINT_PROBE(block, block_rq_issue)
 	/* Issued without a start event (direct issue, flush machinery, or
 	 * started before tracing): attribute here, queue time zero. */
 	struct iolt_rq fresh = {.sector = sector, .dev = dev};
-	if (!attribute(&fresh, args->comm))
+	if (attribute(&fresh, args->comm, 1))
 		return 0;
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);

@@ -40,7 +40,23 @@
 #define IOLT_CNT_NEGATIVE 4       /* clock went backwards between two events */
 #define IOLT_CNT_STATS_FULL 5     /* stats map full: I/O counted under "other" */
 #define IOLT_CNT_HIST_FULL 6      /* histogram map full: sample not recorded */
-#define IOLT_NCOUNTERS 7
+/* Requests a filter excluded, counted at their start event under the first
+ * filter that excluded them: index IOLT_CNT_FILTERED_CGROUP - 1 + IOLT_FILTERED_*.
+ * Disk-excluded requests are counted only when the task filters passed them. */
+#define IOLT_CNT_FILTERED_CGROUP 7
+#define IOLT_CNT_FILTERED_PID 8
+#define IOLT_CNT_FILTERED_CHILDREN 9
+#define IOLT_CNT_FILTERED_COMM 10
+#define IOLT_CNT_FILTERED_DISK 11
+#define IOLT_NCOUNTERS 12
+
+/* Why a request is not traced (iolt_task_filter, block.bpf.c attribute());
+ * 0: traced. Filters are tried in this order. */
+#define IOLT_FILTERED_CGROUP 1
+#define IOLT_FILTERED_PID 2       /* not the --pid process, nor a descendant of it */
+#define IOLT_FILTERED_CHILDREN 3  /* a descendant of the --pid process, without --children */
+#define IOLT_FILTERED_COMM 4
+#define IOLT_FILTERED_DISK 5
 
 /* Map sizes; user space may override them with -D (validated integers). */
 #ifndef IOLT_INFLIGHT_BITS

@@ -185,17 +185,23 @@ static __always_inline void charged_cgroup(struct rq_fields *f, struct iolt_rqp 
 }
 
 /* Fills attribution from current; 0 if the task filters reject it. */
-static __always_inline int attribute(struct rq_fields *f, struct iolt_rqp *p)
+/* Fills attribution from current; returns 0, or why the request is not
+ * traced (IOLT_FILTERED_*): the first task filter that excludes it, else
+ * the disk filter (as attribute() in block.bpf.c). */
+static __always_inline u32 attribute(struct rq_fields *f, struct iolt_rqp *p, int dev_ok)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	p->tgid = id >> 32;
 	p->tid = (u32)id;
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
-	if (!iolt_task_wanted(p->tgid, p->comm))
-		return 0;
+	u32 why = iolt_task_filter(p->tgid, p->comm);
+	if (!why && !dev_ok)
+		why = IOLT_FILTERED_DISK;
+	if (why)
+		return why;
 	p->cgid = bpf_get_current_cgroup_id();
 	charged_cgroup(f, p);
-	return 1;
+	return 0;
 }
 
 static __always_inline int busy(struct iolt_rqp *r)
@@ -256,11 +262,16 @@ static __always_inline int on_start(void *rq)
 	struct rq_fields f = {};
 	rq_read(rq, &f);
 	u32 dev = rq_dev(&f);
-	if (!dev_wanted(dev, &f))
-		return 0;
+	int dev_ok = dev_wanted(dev, &f);
 	struct iolt_rqp p = {.rq = (u64)rq, .dev = dev};
-	if (!attribute(&f, &p))
+	/* As on_start() in block.bpf.c: a request a filter excludes is counted
+	 * once, here, under that filter, and takes no slot. */
+	u32 why = attribute(&f, &p, dev_ok);
+	if (why) {
+		if (dev_ok || why == IOLT_FILTERED_DISK)
+			count(IOLT_CNT_FILTERED_CGROUP - 1 + why);
 		return 0;
+	}
 	p.op = rq_op(&f);
 	p.start_ns = bpf_ktime_get_ns();
 	claim(&p);
@@ -297,7 +308,7 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 	if (!dev_wanted(dev, &f))
 		return 0;
 	struct iolt_rqp fresh = {.rq = (u64)rq, .dev = dev};
-	if (!attribute(&f, &fresh))
+	if (attribute(&f, &fresh, 1))
 		return 0;
 	fresh.op = rq_op(&f);
 	READ(fresh.left, rq, IOLT_OFF_RQ_DATA_LEN);

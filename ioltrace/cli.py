@@ -222,12 +222,32 @@ def recording_options():
     return p
 
 
-def filter_options():
+class Refused(argparse.Action):
+    """An option a command does not use, kept on its parser (hidden from
+    --help) only to refuse it with one line saying why, never to ignore it."""
+
+    def __init__(self, option_strings, dest, why="", **kw):
+        kw.update(dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        super().__init__(option_strings, **kw)
+        self.why = why
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise BadInput(f"{parser.prog.split(' ', 1)[-1]} {option_string}", self.why, "leave it out")
+
+
+def filter_options(disk=True):
+    """The kernel filters; disk=False for a command whose program sees no
+    disk (loop): --disk is refused there."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("filters (applied in the kernel)")
-    g.add_argument("--pid", type=pid_arg, help="only this process (tgid)")
+    g.add_argument("--pid", type=pid_arg, help="only this process (tgid); its children only with --children")
+    g.add_argument("--children", action="store_true", help="with --pid: also the processes it forks, and theirs")
     g.add_argument("--cgroup", metavar="PATH", help="only this cgroup v2 subtree (path below the v2 mount)")
-    g.add_argument("--disk", metavar="NAME", help="only this disk or partition (sda, sda1, nvme0n1, loop0)")
+    if disk:
+        g.add_argument("--disk", metavar="NAME", help="only this disk or partition (sda, sda1, nvme0n1, loop0); "
+                       "block layer only")
+    else:
+        p.add_argument("--disk", action=Refused, why="the traced events are not block I/O: no disk to filter by")
     g.add_argument("--comm", type=comm_arg, help="only tasks with this comm (exact, as in /proc/PID/comm)")
     p.add_argument("-v", "--verbose", action="store_true", help="say why probes and headers were chosen")
     return p
@@ -257,7 +277,6 @@ def build_parser():
                  "split into queue and device time, traced with eBPF tracepoints.")
     top.add_argument("--version", action="version", version=f"ioltrace {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    filters = filter_options()
     traced = tracer_options()
 
     h = sub.add_parser("hist", parents=[traced], help="latency histograms per key, like biolatency",
@@ -300,7 +319,7 @@ def build_parser():
     layer_options(r, ("block", "syscall", "both"), "both")
     r.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
-    lp = sub.add_parser("loop", parents=[filters], help="latency between two (or a chain of) tracepoints per thread",
+    lp = sub.add_parser("loop", parents=[filter_options(disk=False)], help="latency between two (or a chain of) tracepoints per thread",
                         epilog=EPILOG_LOOP, formatter_class=argparse.RawDescriptionHelpFormatter)
     lp.add_argument("interval", nargs="?", type=positive_float, help="seconds between outputs (default: once, at Ctrl-C)")
     lp.add_argument("count", nargs="?", type=positive_int, help="number of outputs")

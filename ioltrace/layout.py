@@ -20,6 +20,10 @@ OPS = ("read", "write", "flush", "discard", "other")
 STAGES = ("queue", "device", "total")
 STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL = 0, 1, 2
 
+# Block requests excluded by each filter, counted at their start event, in
+# the order of IOLT_FILTERED_*: a request counts under the first filter that
+# excluded it (cgroup, pid, children, comm; disk only for tasks the others pass).
+FILTERED_COUNTERS = ("filtered_cgroup", "filtered_pid", "filtered_children", "filtered_comm", "filtered_disk")
 COUNTERS = (
     "unmatched",       # completion with no start and no issue seen
     "issue_no_start",  # issued without a start event: queue time 0
@@ -28,7 +32,7 @@ COUNTERS = (
     "negative",        # clock went backwards between two events
     "stats_full",      # stats map full: I/O counted under "other"
     "hist_full",       # histogram map full: sample not recorded
-)
+) + FILTERED_COUNTERS
 # Read by user space from the kernel's per-program recursion_misses: times
 # the kernel skipped one of our programs because another BPF program was
 # running on that CPU. A missed completion is a lost request (and leaves its
@@ -198,7 +202,7 @@ def buckets_of(values):
 
 # ---- syscall layer (bpf/syscall.bpf.c) ----
 
-# Index = the syscall's number in the kernel programs (sc_enter_N/sc_exit_N).
+# Index = the syscall's number in the kernel program (sc_index in syscall.bpf.c).
 # The first SC_BYTES_FAMILY return a byte count; even ones of those read.
 SYSCALLS = (
     "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2",

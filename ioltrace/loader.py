@@ -42,6 +42,7 @@ class Options(NamedTuple):
     sector_lo: int = None      # partition filter: [lo, hi) in 512-byte sectors
     sector_hi: int = None
     tgid: int = None
+    children: bool = False     # with tgid: its descendants too
     cgid: int = None
     cglevel: int = None
     comm: bytes = None         # at most 15 bytes
@@ -121,6 +122,9 @@ def cflags(opts, start_tp):
         flags.append(f"-DIOLT_FILTER_SECTOR_HI={int(opts.sector_hi)}ULL")
     if opts.tgid is not None:
         flags.append(f"-DIOLT_FILTER_TGID={int(opts.tgid)}U")
+        flags.append(f"-DIOLT_FORK_CHILD_OFF={int(fork_child_offset())}")
+        if opts.children:
+            flags.append("-DIOLT_FILTER_CHILDREN")
     if opts.cgid is not None:
         flags.append(f"-DIOLT_FILTER_CGID={int(opts.cgid)}ULL")
         flags.append(f"-DIOLT_FILTER_CGLEVEL={int(opts.cglevel)}")
@@ -129,6 +133,43 @@ def cflags(opts, start_tp):
         flags.append(f"-DIOLT_FILTER_COMM_LO={int.from_bytes(raw[:8], 'little')}ULL")
         flags.append(f"-DIOLT_FILTER_COMM_HI={int.from_bytes(raw[8:], 'little')}ULL")
     return flags
+
+
+def fork_child_offset(root=None):
+    """Offset of child_pid in the sched_process_fork record, from tracefs:
+    the record changed in 6.x (its comms became __data_loc)."""
+    root = root or tracefs()
+    try:
+        with open(os.path.join(root or "", "events", "sched", "sched_process_fork", "format")) as f:
+            for line in f:
+                if " child_pid;" in line:
+                    return int(line.split("offset:")[1].split(";")[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    raise KernelUnsupported(["sched:sched_process_fork"], "--pid follows forks with this tracepoint (CONFIG_TRACEPOINTS)")
+
+
+def descendants(tgid, proc="/proc"):
+    """tgids of the live descendants of tgid, from the ppid in /proc/PID/stat."""
+    children = {}
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, name, "stat"), "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue    # exited meanwhile
+        fields = stat[stat.rfind(b")") + 2:].split()   # comm may hold spaces and parentheses
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [tgid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in out and child != tgid:
+                out.append(child)
+                todo.append(child)
+    return out
 
 
 def import_bcc():
@@ -178,18 +219,31 @@ class Tracer:
         flags = cflags(opts, start_tracepoint(root)) + [f"-I{src}"]
         t0 = time.monotonic()
         try:
-            for layer in self.layers:
-                probes = _PROBES[layer.name](self, root)
-                b = self.progs[layer.name] = compile_bpf(BPF, str(src / (probes.source or layer.source)),
-                                                         flags + probes.cflags, verbose)
+            chosen = [(layer, _PROBES[layer.name](self, root)) for layer in self.layers]
+            # One compile for all layers: clang's start and the kernel headers
+            # cost about 0.7 s per BPF() whatever the program.
+            b = compile_bpf(BPF, [src / (probes.source or layer.source) for layer, probes in chosen],
+                            flags + [f for _, probes in chosen for f in probes.cflags], verbose)
+            for layer, probes in chosen:
+                self.progs[layer.name] = b
                 check_layout(b, layer, probes.source)
                 probes.attach(b)
             if "block" in self.progs:
                 self._seed_other_keys()
+            if opts.tgid is not None:
+                self._follow_forks(b)
         except BaseException:
             self.close()
             raise
         self.compile_s = time.monotonic() - t0
+
+    def _follow_forks(self, b):
+        # Attach first, then read /proc: a fork in between is seen by both.
+        b.attach_tracepoint(tp="sched:sched_process_fork", fn_name="iolt_fork")
+        self.tracepoints.append("sched:sched_process_fork")
+        family = b["iolt_family"]
+        for pid in descendants(self.opts.tgid):
+            family[family.Key(pid)] = family.Leaf(1)
 
     def _seed_other_keys(self):
         # The kernel falls back to these keys when the stats map is full, so
@@ -283,7 +337,7 @@ class Tracer:
 
     def close(self):
         progs, self.progs = getattr(self, "progs", {}), {}
-        for b in progs.values():
+        for b in {id(b): b for b in progs.values()}.values():
             b.cleanup()
 
 
@@ -327,15 +381,10 @@ def _syscall_probes(tracer, root):
     if not present:
         raise KernelUnsupported([f"syscalls:sys_enter_{sc}" for sc in syscalls],
                                 "the kernel needs CONFIG_FTRACE_SYSCALLS")
-
-    def attach(b):
-        for sc in present:
-            n = layout.SYSCALLS.index(sc)
-            b.attach_tracepoint(tp=f"syscalls:sys_enter_{sc}", fn_name=f"sc_enter_{n}")
-            b.attach_tracepoint(tp=f"syscalls:sys_exit_{sc}", fn_name=f"sc_exit_{n}")
-        tracer.tracepoints.append(f"syscalls:sys_{{enter,exit}}_{{{','.join(present)}}}")
-
-    return Probes([], attach)
+    wanted = sum(1 << layout.SYSCALLS.index(sc) for sc in present)
+    tracer.tracepoints.append(f"raw:sys_{{enter,exit}} for {','.join(present)}")
+    # RAW_TRACEPOINT_PROBE attaches itself (raw tracepoints: Linux 4.17).
+    return Probes([f"-DIOLT_SC_WANTED={int(wanted)}ULL"], lambda b: None)
 
 
 def _loop_probes(tracer, root):
@@ -391,14 +440,32 @@ def _require_tracing():
     return root
 
 
-def compile_bpf(BPF, path, flags, verbose):
-    """bcc's BPF(), with its compiler errors kept for -v and turned into one line."""
+def _main_text(path, pasted=("filter.h",)):
+    out = [f'#line 1 "{path}"']
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        name = line.split('"')[1] if line.startswith("#include \"") else None
+        if name in pasted:
+            out += [f'#line 1 "{path.parent / name}"', (path.parent / name).read_text(), f'#line {n + 1} "{path}"']
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def compile_bpf(BPF, paths, flags, verbose):
+    """bcc's BPF() of the C programs at paths as one source (their maps and
+    functions have distinct names; headers have include guards), with its
+    compiler errors kept for -v and turned into one line."""
+    # bcc generates the records of TRACEPOINT_PROBE and turns BPF_HASH
+    # declarations into maps only in the main file, so the programs are
+    # joined as text, and filter.h (which declares a map) is pasted in, not
+    # #included; #line keeps the compiler's messages naming file and line.
+    text = "".join(_main_text(Path(p)) for p in paths)
     # bcc prints compiler errors to fd 2 itself; keep them for -v only.
     with tempfile.TemporaryFile() as log:
         saved = os.dup(2)
         os.dup2(log.fileno(), 2)
         try:
-            return BPF(src_file=path.encode(), cflags=flags)
+            return BPF(text=text.encode(), cflags=flags)
         except Exception as e:  # bcc raises a bare Exception
             os.dup2(saved, 2)
             log.seek(0)

@@ -137,7 +137,7 @@ class Check(NamedTuple):
     """One requirement checked by doctor.run_checks."""
 
     name: str
-    ok: bool
+    ok: bool      # None: not checked (needs privileges that are missing)
     detail: str
     fix: str
 

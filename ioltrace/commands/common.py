@@ -13,17 +13,42 @@ from dataclasses import dataclass
 from .. import group, layers, layout, loader, probepath
 from ..errors import BadInput
 from ..export.paths import STDOUT, same_output
+from . import refuse_unused
 
 
 @dataclass(frozen=True)
-class Filters:
-    """Filters applied in the kernel (cli.filter_options) and -v."""
+class TaskFilters:
+    """Filters of tasks applied in the kernel (cli.filter_options) and -v."""
 
     pid: int = None
+    children: bool = False  # with pid: its descendants too
     cgroup: str = None      # path below the cgroup v2 mount
-    disk: str = None
     comm: bytes = None
     verbose: bool = False
+
+    def __post_init__(self):
+        if self.children and self.pid is None:
+            raise BadInput("--children", "follows the descendants of --pid, and no --pid is given", "add --pid PID")
+
+
+@dataclass(frozen=True)
+class Filters(TaskFilters):
+    """Task filters and the disk filter (the block layer's)."""
+
+    disk: str = None
+
+
+# Options that only some layers use: field -> the layers that use it (the
+# disk filter is in block.bpf.c only, --op names block ops, --stage block
+# stages, --syscalls the syscall layer's). Given when none of those layers is
+# traced, they are refused. tests/unit/test_commands.py checks the filter
+# against the C programs and the ops against layers.Layer.op_filter.
+LAYER_ONLY = {"disk": ("block",), "op": ("block",), "stage": ("block",), "syscalls": ("syscall",)}
+
+
+def layer_names(layer):
+    """The --layer choice as layer names."""
+    return ("block", "syscall") if layer == "both" else (layer,)
 
 
 @dataclass(frozen=True)
@@ -39,11 +64,19 @@ class Traced(Filters):
     csv: str = None         # "-": stdout
     json: str = None        # "-": stdout
 
+    def __post_init__(self):
+        super().__post_init__()
+        chosen = layer_names(self.layer)
+        refuse_unused(self, [(name, f"is for the {' and '.join(users)} layer, and --layer {self.layer} does not trace it",
+                              f"leave it out, or use --layer {users[0] if self.layer != 'both' else 'both'}")
+                             for name, users in LAYER_ONLY.items()
+                             if hasattr(self, name) and not set(users) & set(chosen)])
+
 
 def kernel_options(opts, resolver, **extra):
     """Filters -> loader.Options of validated integers, checking each names something real."""
     kw = dict(extra)
-    if opts.disk:
+    if getattr(opts, "disk", None):
         kw["dev"], kw["sector_lo"], kw["sector_hi"] = resolver.disk_filter(opts.disk)
     if opts.cgroup:
         kw["cgid"], kw["cglevel"] = resolver.cgroup_filter(opts.cgroup)
@@ -51,15 +84,15 @@ def kernel_options(opts, resolver, **extra):
         if not resolver.pid_exists(opts.pid):
             raise BadInput(f"--pid {opts.pid}", "no such process", "check the pid with ps")
         kw["tgid"] = opts.pid
+        kw["children"] = opts.children
     if opts.comm:
         kw["comm"] = opts.comm
-    kw.setdefault("probes", probepath.MODES.index(getattr(opts, "probes", "auto")))
     return loader.Options(**kw)
 
 
 def chosen_layers(opts):
     """The --layer choice as layer names, checked against --by."""
-    chosen = ("block", "syscall") if opts.layer == "both" else (opts.layer,)
+    chosen = layer_names(opts.layer)
     if "syscall" in chosen and opts.by == "disk":
         raise BadInput("--by disk", "the syscall layer knows processes and cgroups, not disks",
                        "use --by process or --by cgroup with --layer syscall")
@@ -150,7 +183,8 @@ def json_to_stdout(opts):
 def open_tracer(opts, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = chosen_layers(opts)
-    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread", **extra)
+    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread",
+                           probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
                          keep_exited=opts.keep_exited)
 

@@ -18,6 +18,13 @@ class Options(common.Traced):
     timestamp: bool = False
     milliseconds: bool = False
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.json == "-":
+            common.refuse_unused(self, [(name, "shapes the text output, and --json - prints none",
+                                         "leave it out, or write JSON to a file")
+                                        for name in ("timestamp", "milliseconds")])
+
 
 def main(opts: Options) -> int:
     from ..views import hist as view
@@ -47,6 +54,12 @@ def main(opts: Options) -> int:
             lines.extend(view.render(groups, stages, end - start, opts.milliseconds))
             if not groups:
                 lines.append(f"(no {'syscall' if opts.layer == 'syscall' else 'block'} I/O in this interval)")
+            # What the filters left out: when nothing passed them, or when
+            # --pid left out its children (fio's workers, make's compilers).
+            if not groups or delta.counters.get("filtered_children"):
+                note = view.filter_note(delta.counters, opts.pid, opts.children)
+                if note:
+                    lines.append(note)
             foot = view.footer(delta.counters, layers.ALARM_COUNTERS)
             if foot:
                 lines.append(foot)

@@ -11,7 +11,7 @@ from . import common
 
 
 @dataclass(frozen=True)
-class Options(common.Filters):
+class Options(common.TaskFilters):
     interval: float = None   # None: one interval, until Ctrl-C
     count: int = None
     from_tp: str = None

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from .. import offline
+from . import refuse_unused
 from .offline_options import Selection
 
 
@@ -13,6 +14,10 @@ class Options(Selection):
     heatmap: bool = False
     interval: float = None
     size: tuple = None
+
+    def __post_init__(self):
+        refuse_unused(self, [] if self.heatmap else [("interval", "sets the heatmap's window, and there is no heatmap",
+                                                                   "add --heatmap, or leave it out")])
 
 
 def main(opts: Options) -> int:

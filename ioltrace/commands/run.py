@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .. import group, layers, maps, session
 from ..errors import BadInput
 from ..resolve import Resolver
-from . import common
+from . import common, refuse_unused
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,11 @@ class Options(common.Traced):
     command_argv: tuple = ()
     layer: str = "both"
     report_to_stderr: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        refuse_unused(self, [("cgroup", "run traces the command's own cgroup, which no other cgroup holds",
+                              "leave it out: the command's children are traced already")])
 
 
 def main(opts: Options) -> int:
@@ -119,8 +124,9 @@ def _print_report(whole, seconds, opts, resolver, leftover):
     sys_groups = None
     if "syscall" in chosen:
         sys_groups = group.by_key(whole, "process", resolver, ops=set(opts.syscalls), layer=layers.SYSCALL)
+    excluded = hview.filter_note(whole.counters, opts.pid, opts.children, cgroup_is_ours=True) if block else None
     lines = view.report_lines(opts.command_argv, seconds, procs, rw, totals, sys_groups,
                               hview.footer(whole.counters, layers.ALARM_COUNTERS), leftover,
-                              block=block, syscall=sys_groups is not None)
+                              block=block, syscall=sys_groups is not None, excluded=excluded)
     out.write("\n".join(lines) + "\n")
     out.flush()

@@ -71,6 +71,25 @@ def render(groups, stages, seconds, millis=False):
     return out
 
 
+def filter_note(counters, pid, children, cgroup_is_ours=False):
+    """One line saying how many completed requests each filter excluded
+    (kernel counters filtered_*), or None when none did. cgroup_is_ours: the
+    cgroup filter is the command's own (run), not the user's: left out."""
+    parts = []
+    if counters.get("filtered_cgroup") and not cgroup_is_ours:
+        parts.append(f"--cgroup {counters['filtered_cgroup']}")
+    kids = counters.get("filtered_children", 0)
+    if counters.get("filtered_pid") or kids:
+        parts.append(f"--pid {pid} {counters.get('filtered_pid', 0) + kids}"
+                     + (f" ({kids} of them from its child processes: add --children to trace those)" if kids else ""))
+    for name in ("comm", "disk"):
+        if counters.get(f"filtered_{name}"):
+            parts.append(f"--{name} {counters[f'filtered_{name}']}")
+    if not parts:
+        return None
+    return "block I/O requests excluded by filter: " + ", ".join(parts)
+
+
 def footer(counters, alarm_names):
     """One line of the kernel's diagnostic counters, only when non-zero."""
     bad = [(n, counters.get(n, 0)) for n in alarm_names if counters.get(n, 0)]

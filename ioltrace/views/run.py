@@ -8,10 +8,12 @@ from .. import fmt, hist
 from . import hist as hview
 
 
-def report_lines(argv, seconds, procs, rw, totals, sys_groups, footer, leftover, block=True, syscall=False):
+def report_lines(argv, seconds, procs, rw, totals, sys_groups, footer, leftover, block=True, syscall=False,
+                 excluded=None):
     """procs: Groups per process (disks and ops merged); rw: pid -> {"read",
     "write"} bytes; totals: Groups of all disks per op; sys_groups: syscall
-    Groups per process, or None when that layer was not traced."""
+    Groups per process, or None when that layer was not traced; excluded:
+    the line saying what the filters left out (views.hist.filter_note), or None."""
     lines = ["", f" Block I/O of '{' '.join(argv)}' ({seconds:.2f}s, {len(procs)} process(es)):", ""]
     lines.append(f"{'PID':>8} {'COMM':<16} {'IOS':>8} {'READ':>9} {'WRITE':>9} {'Qp50':>7} {'Dp50':>7} {'Dp99':>7}")
     for g in procs:
@@ -24,8 +26,11 @@ def report_lines(argv, seconds, procs, rw, totals, sys_groups, footer, leftover,
             lines += [""] + [f"total {g.id.op} {stage} time" if g.id.op != "*" else f"total {stage} time"]
             lines += hview.render_hist(g.hists.get(stage, hist.empty()), 1e3, "usecs")
             lines += hview.stats_lines(g, stage, seconds)
+    if excluded:
+        lines.append(excluded)
     if block and not procs:
-        lines.append("(no block I/O: page-cache hits and buffered writes not yet flushed do no block I/O)")
+        lines.append("(no block I/O passed the filters: see the line above)" if excluded else
+                     "(no block I/O: page-cache hits and buffered writes not yet flushed do no block I/O)")
     if syscall:
         lines += syscall_table(sys_groups, seconds)
     if footer:

@@ -142,6 +142,7 @@ def _expected_constants():
     exp.update({f"IOLT_OP_{n.upper()}": i for i, n in enumerate(layout.OPS)})
     exp.update({f"IOLT_STAGE_{n.upper()}": i for i, n in enumerate(layout.STAGES)})
     exp.update({f"IOLT_CNT_{n.upper()}": i for i, n in enumerate(layout.COUNTERS)})
+    exp.update({f"IOLT_{n.upper()}": i + 1 for i, n in enumerate(layout.FILTERED_COUNTERS)})
     exp.update({
         "IOLT_SC_COUNT": len(layout.SYSCALLS), "IOLT_SC_BYTES_FAMILY": layout.SC_BYTES_FAMILY,
         "IOLT_SC_THREADS": layout.DEFAULT_SC_THREADS, "IOLT_SC_NCOUNTERS": len(layout.SC_COUNTERS),
@@ -217,12 +218,14 @@ def test_every_layer_map_is_declared_in_its_program():
 
 def test_program_entry_points_match_python():
     """Syscall numbers and loop event slots exist once in Python
-    (layout.SYSCALLS, LOOP_MAX_EVENTS); the C programs must define exactly
-    one enter/exit pair per syscall and one ev_N per event slot."""
+    (layout.SYSCALLS, LOOP_MAX_EVENTS); the C programs must map exactly the
+    syscalls of layout.SYSCALLS to their indexes, and define one ev_N per
+    event slot."""
     sc = (REPO / "bpf" / "syscall.bpf.c").read_text()
-    uses = sc.split("#define IOLT_SC_PAIR", 1)[1].split("\n", 3)[3]   # after the macro's 3 lines
-    pairs = [int(n) for n in re.findall(r"IOLT_SC_PAIR\((\d+)\)", uses)]
-    assert pairs == list(range(len(layout.SYSCALLS)))
+    uses = sc.split("#define IOLT_SC(", 1)[1].split("\n", 1)[1]   # after the macro
+    pairs = [(int(n), name) for n, name in re.findall(r"IOLT_SC\((\d+), (\w+)\)", uses)]
+    assert pairs == list(enumerate(layout.SYSCALLS))
+    assert len(layout.SYSCALLS) <= 64   # the IOLT_SC_WANTED bit mask is one u64
     loop = (REPO / "bpf" / "loop.bpf.c").read_text()
     assert [int(n) for n in re.findall(r"^int ev_(\d+)\(void \*ctx\) \{ return on_event\(\1\); \}$", loop, re.M)] \
         == list(range(layout.LOOP_MAX_EVENTS))

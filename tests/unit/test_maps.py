@@ -61,7 +61,7 @@ def test_snapshot_decodes_every_map():
         hists=[(K1, layout.STAGE_QUEUE, 3, 2), (K1, layout.STAGE_DEVICE, 700, 3), (K1, layout.STAGE_QUEUE, 40, 1),
                (K2, layout.STAGE_DEVICE, layout.OVERFLOW_BUCKET, 1)],
         errs=[(K1, -errno.EIO, 1), (K2, -errno.ENOSPC, 4)],
-        counters=[1, 2, 3, 4, 5, 6, 7],
+        counters=list(range(1, len(layout.COUNTERS) + 1)),
     )
     k1, k2 = Key(**K1), Key(**K2)
     assert s.time_ns == 5
@@ -72,7 +72,7 @@ def test_snapshot_decodes_every_map():
     assert s.hists[(k1, 0)][[3, 40]].tolist() == [2, 1] and s.hists[(k1, 1)][700] == 3
     assert all(a.shape == (layout.NBUCKETS,) for a in s.hists.values())
     assert s.errors == {(k1, errno.EIO): 1, (k2, errno.ENOSPC): 4}
-    assert s.counters == dict(zip(layout.COUNTERS, range(1, 8)))
+    assert s.counters == dict(zip(layout.COUNTERS, range(1, len(layout.COUNTERS) + 1)))
 
 
 def test_short_counter_array_pads_with_zeros():
@@ -83,12 +83,12 @@ def test_delta():
     k3 = dict(K1, op=2)
     prev = snap(1, stats=[(K1, (3, 300, 1, 30, 60, b"a")), (K2, (5, 500, 0, 50, 90, b"b"))],
                 hists=[(K1, 1, 10, 3), (K2, 1, 20, 5)], errs=[(K1, -errno.EIO, 1), (K2, -errno.ENOSPC, 2)],
-                counters=[1, 0, 0, 0, 0, 0, 0])
+                counters=[1, 0, 0, 0, 0, 0, 0] + [0] * len(layout.FILTERED_COUNTERS))
     cur = snap(2, stats=[(K1, (7, 700, 2, 71, 160, b"a")), (K2, (5, 500, 0, 50, 90, b"b")),
                          (k3, (2, 0, 2, 4, 6, b"c"))],
                hists=[(K1, 1, 10, 4), (K1, 1, 11, 3), (K2, 1, 20, 5), (k3, 0, 1, 2)],
                errs=[(K1, -errno.EIO, 2), (K2, -errno.ENOSPC, 2), (k3, -errno.ENOSPC, 2)],
-               counters=[4, 2, 0, 0, 0, 0, 1])
+               counters=[4, 2, 0, 0, 0, 0, 1] + [0] * len(layout.FILTERED_COUNTERS))
     d = maps.delta(cur, prev)
     k1, k3k = Key(**K1), Key(**k3)
     assert d.time_ns == 2
@@ -97,7 +97,7 @@ def test_delta():
     assert {b: int(d.hists[(k1, 1)][b]) for b in np.nonzero(d.hists[(k1, 1)])[0]} == {10: 1, 11: 3}
     assert np.nonzero(d.hists[(k3k, 0)])[0].tolist() == [1] and d.hists[(k3k, 0)][1] == 2
     assert d.errors == {(k1, errno.EIO): 1, (k3k, errno.ENOSPC): 2}
-    assert d.counters == dict(zip(layout.COUNTERS, [3, 2, 0, 0, 0, 0, 1]))
+    assert d.counters == dict(zip(layout.COUNTERS, [3, 2, 0, 0, 0, 0, 1] + [0] * len(layout.FILTERED_COUNTERS)))
     # Nothing happened: nothing left.
     same = maps.delta(cur, cur)
     assert (same.totals, same.hists, same.errors) == ({}, {}, {})
