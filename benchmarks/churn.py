@@ -123,11 +123,17 @@ def churn(processes, seconds, keep_exited="10", stats_entries=None, sample_s=SAM
                     raise B.BenchError(f"churn writer failed ({writer.returncode}): {err.decode()[-300:]}")
                 writer = None
                 res["writer"] = json.loads(out)
-                # Let the last processes pass the grace period and be folded.
-                settle = 3.0 + (float(keep_exited) if keep_exited != "forever" else 0.0)
-                end = time.monotonic() + settle
+                # Let the last processes pass the grace period and be folded:
+                # until the maps hold what they held before the writer
+                # started, with 10x room for a slow machine.
+                folding = keep_exited != "forever"
+                settle = 3.0 + (float(keep_exited) if folding else 0.0)
+                end = time.monotonic() + (10 * settle if folding else settle)
+                before = res["samples"][0]
                 while time.monotonic() < end:
-                    sample("settling")
+                    s = sample("settling")
+                    if folding and s["stats"] <= before["stats"] and s["hist"] <= before["hist"]:
+                        break
                     time.sleep(sample_s)
                 log(f"after: {sample('after')}")
                 res["rc"] = tracer.stop()
