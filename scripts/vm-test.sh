@@ -29,6 +29,7 @@
 #   IOLTRACE_VM_ACCEL         auto, kvm or tcg (auto: KVM if it boots the guest, else TCG)
 #   IOLTRACE_VM_LOGDIR        keep serial.log, pytest.log and junit.xml here
 #   IOLTRACE_VM_MIRROR, IOLTRACE_VM_SUITE  passed to build-image.sh
+#   IOLTRACE_TEST_TIMEOUT_SCALE  the guest's test timeout scale (default 4)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -156,6 +157,7 @@ start_qemu() {
     : >"$tmp/serial.log"
     echo "$mode" >"$tmp/out/mode"
     printf '%s\n' "${pytest_args[@]}" >"$tmp/out/pytest-args"
+    [ -z "${IOLTRACE_TEST_TIMEOUT_SCALE:-}" ] || echo "$IOLTRACE_TEST_TIMEOUT_SCALE" >"$tmp/out/timeout-scale"
     # shellcheck disable=SC2054  # the commas belong to qemu's option syntax
     local accel_opts=(-accel tcg,thread=multi -cpu max)
     [ "$a" = kvm ] && accel_opts=(-accel kvm -cpu host)
