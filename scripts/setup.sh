@@ -2,12 +2,16 @@
 # Prepare this machine to run and test ioltrace: distribution packages (bcc
 # comes only from there), kernel headers, tracefs, and a venv that sees the
 # distribution's bcc. Safe to run again: each step does nothing when its work
-# is already done. Debian 12 and Ubuntu 22.04/24.04, as root.
+# is already done. Debian 12 and Ubuntu 22.04/24.04, as root (a user with
+# sudo: it runs itself through sudo). --test adds what the tests need.
 #
 # Environment: IOLTRACE_VENV  where the venv lives (default <repo>/.venv)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/root.sh
+. "$REPO/scripts/lib/root.sh"
+run_as_root "$0" "$@"
 VENV=${IOLTRACE_VENV:-$REPO/.venv}
 # The distribution's interpreter is the one python3-bpfcc installs bcc for;
 # a python3 earlier on PATH (pyenv, conda) cannot import it.
@@ -17,10 +21,6 @@ say() { printf '==> %s\n' "$*"; }
 warn() { printf 'setup.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
 
-if [[ $(id -u) -ne 0 ]]; then
-    printf 'setup.sh: must run as root (it installs packages and mounts tracefs): sudo %s\n' "$0" >&2
-    exit 2
-fi
 [[ -r /etc/os-release ]] || die "no /etc/os-release: only Debian and Ubuntu are supported"
 # shellcheck disable=SC1091
 . /etc/os-release
@@ -57,12 +57,14 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
     apt_update_once
 fi
 
-BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
+# matplotlib: `ioltrace plot`, a README feature.
+BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate python3-matplotlib
            fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
-# harnesses, a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
-TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs
-           prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
+# harnesses, a real Prometheus, the VM test's qemu, debootstrap and vagrant,
+# and stress-ng for runs under load.
+TEST_PKGS=(python3-pytest python3-hypothesis bpftrace tmux fdisk e2fsprogs
+           prometheus qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt stress-ng)
 if [[ ${1:-} == --test ]]; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
 fi
@@ -223,8 +225,8 @@ for mod in pytest hypothesis; do
     fi
 done
 
-say "checking the venv imports bcc, numpy, tabulate, ioltrace"
-(cd / && "$VENV/bin/python" -c 'import bcc, numpy, tabulate, ioltrace') ||
+say "checking the venv imports bcc, numpy, tabulate, matplotlib, ioltrace"
+(cd / && "$VENV/bin/python" -c 'import bcc, numpy, tabulate, matplotlib, ioltrace') ||
     die "$VENV/bin/python cannot import everything ioltrace needs (see above)"
 
 # ---- doctor ----------------------------------------------------------------
@@ -246,7 +248,7 @@ fi
 cat <<EOF
 
 ioltrace is set up.
-  run:        $VENV/bin/ioltrace --help      (as root)
+  run:        $REPO/scripts/ioltrace --help  (as root, or through sudo)
   all tests:  $REPO/scripts/test.sh           (runs this setup first)
   unit only:  cd $REPO && $VENV/bin/python -m pytest tests/unit
 EOF
