@@ -22,7 +22,10 @@ import argparse
 import re
 import sys
 
-import _bench as B
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 
 TARGET_S = 1.5
 

@@ -29,10 +29,8 @@ import pytest
 
 from ioltrace import layout
 
-from .conftest import REPO, cgroup2_root, need, need_tool
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import churn  # noqa: E402  (benchmarks/ is not a package)
+from ..support import churn
+from .conftest import cgroup2_root, need, need_tool
 
 PROCESSES = 20000
 SECONDS = 40
