@@ -14,6 +14,7 @@ import pytest
 
 from ioltrace.export import csv as rec
 
+from ..support.bench import prog_ids_of
 from .conftest import START_TIMEOUT_S, Ioltrace, attach_loop, need_tool, room, sh, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
@@ -163,7 +164,6 @@ def _still_loaded(ours, timeout=60):
 def test_signals_leave_complete_files_and_no_probes(loopdev, tmp_path, command, sig):
     need_tool("bpftool")
     csv_path = tmp_path / "sig.csv"
-    before = _progs()
     writer = subprocess.Popen(["sh", "-c", f"while :; do dd if=/dev/zero of={loopdev.path} bs=4096 count=2000 "
                                "oflag=direct 2>/dev/null; done"], start_new_session=True)
     args = {"hist": ["hist", "0.2", "--disk", loopdev.name],
@@ -186,7 +186,7 @@ def test_signals_leave_complete_files_and_no_probes(loopdev, tmp_path, command, 
             # The writer's I/O while traced: the device's own count of writes.
             since = _writes(loopdev)
             wait_until("writes while traced", lambda: _writes(loopdev) >= since + 100, timeout=120)
-        ours = _progs() - before  # loaded by this ioltrace (the machine may run other tracers)
+        ours = _progs() & prog_ids_of(t.proc.pid)  # this ioltrace's (other tracers may come and go)
         assert ours
         t.stop(sig)
     finally:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -53,11 +54,35 @@ def test_fio_psync_pread64_count_and_latency(loopdev, ioltrace, tmp_path):
             counts[layout.bucket_of(int(r.bucket_low_ns))] += r.count
     assert counts.sum() == job["total_ios"]
     # fio's clat for a sync engine is the pread() call timed in user space;
-    # ioltrace times it between the syscall tracepoints.
+    # ioltrace times it between the syscall tracepoints, so fio's figure
+    # also holds the crossing into and out of the kernel: next to nothing
+    # here, ~12 us of 76 us in an emulated guest. It is measured (an empty
+    # pread64 timed the same way) and allowed for below fio's figure.
+    crossing = empty_pread_ns()
     for p in (50, 99):
         ours, fios = H.percentile(counts, p), job["clat_ns"]["percentile"][f"{p}.000000"]
-        print(f"p{p}: ioltrace {ours:.0f} ns, fio {fios} ns")
-        assert abs(ours - fios) <= 0.10 * fios
+        print(f"p{p}: ioltrace {ours:.0f} ns, fio {fios} ns, an empty pread64 {crossing:.0f} ns")
+        assert fios - 0.10 * fios - crossing <= ours <= fios + 0.10 * fios
+
+
+def empty_pread_ns(calls=2000, rounds=5):
+    """Median over rounds of the time of a 0-byte pread64 of /dev/zero as
+    seen from user space, less that of a call to a builtin that makes no
+    syscall (the interpreter's loop and call cost)."""
+    def per_call(fn, *args):
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fn(*args)
+            times.append((time.perf_counter_ns() - t0) / calls)
+        return sorted(times)[rounds // 2]
+
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    try:
+        return max(0.0, per_call(os.pread, fd, 0, 0) - per_call(divmod, fd, 1))
+    finally:
+        os.close(fd)
 
 
 FSYNC_PROGRAM = textwrap.dedent("""
