@@ -69,9 +69,14 @@ def test_20000_processes_are_counted_exactly_and_folded():
     assert f["alarms"].get("stats_full", 0) == f["other_ios"], f
     assert f["pids"] >= PROCESSES - lost(res) - f["other_ios"], f["pids"]
     # Bounded: the kernel maps hold the live and recently exited processes only,
-    # and after the last grace period nothing but the seeded catch-all keys.
+    # and after the last grace period nothing but the seeded catch-all keys
+    # (with the histogram cells of the I/O that overflowed to "other", if any).
     assert f["stats_peak"] <= STATS_ENTRIES, f
-    assert f["stats_after"] == len(layout.OPS) and f["hist_after"] == 0, f
+    assert f["stats_after"] == len(layout.OPS), f
+    if f["other_ios"]:
+        assert f["hist_after"] <= len(layout.OPS) * len(layout.STAGES) * layout.NBUCKETS, f
+    else:
+        assert f["hist_after"] == 0, f
     assert (f["rss_peak_kib"] - f["rss_before_kib"]) / 1024 <= RSS_RISE_MAX_MIB, f
 
 

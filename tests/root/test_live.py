@@ -131,17 +131,18 @@ def test_run_ctrl_c_passes_the_signal_and_removes_the_cgroup(loopdev):
 
 
 def test_demo_completes_and_leaves_nothing_behind():
-    loops, tree = losetup_list(), cgroup_tree("ioltrace-demo-")
-    shm = {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")}
     p = ioltrace_run("demo", "--duration", "5", timeout=900)
+    # What this demo made is named after its pid (another demo may run on
+    # the machine meanwhile).
+    tag = f"ioltrace-demo-{p.pid}"
+    loops, tree = losetup_list(tag), cgroup_tree(tag)
+    shm = {f for f in os.listdir("/dev/shm") if f.startswith(tag)}
     assert p.returncode == 0, p.stderr
     shares = re.findall(r"(/ioltrace-demo-\d+/weight(\d+))\s+weight\s+\d+: got\s+([\d.]+)%", p.stdout)
     assert [w for _, w, _ in shares] == ["1000", "500"], p.stdout
     assert all(float(got) > 0 for _, _, got in shares)
     assert abs(sum(float(got) for _, _, got in shares) - 100) < 0.2
-    assert losetup_list() == loops == []
-    assert cgroup_tree("ioltrace-demo-") == tree == set()
-    assert {f for f in os.listdir("/dev/shm") if f.startswith("ioltrace-demo")} == shm == set()
+    assert loops == [] and tree == set() and shm == set(), (loops, tree, shm)
 
 
 def test_top_batch_shows_a_background_writer(loopdev):
