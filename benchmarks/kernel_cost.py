@@ -29,7 +29,7 @@ and the cleanest attempt kept. Tracers:
   slots, charged cgroup read per request) and `--probes classic`; and the
   raw path with IOLTRACE_RQ_WINDOW=0 ("a read per field": struct request's
   q, cmd_flags, __sector and bio read one by one instead of in one window);
-- the bpftrace one-liner in _bench.BPFTRACE_ONELINER (one start map keyed by
+- the bpftrace one-liner in tests/support/bench.py (BPFTRACE_ONELINER) (one start map keyed by
   (dev, sector), one log2 histogram): programs block_rq_issue, block_rq_comple;
 - the floor: empty programs on the same three tracepoints, raw and classic
   (what merely running a program there costs; FLOOR_SCRIPT).
@@ -45,7 +45,10 @@ import argparse
 import sys
 import time
 
-import _bench as B
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 
 WORKLOADS = (
     ("psync QD1", dict(ioengine="psync", iodepth=1)),

@@ -18,8 +18,10 @@ Run: /usr/bin/python3 benchmarks/request_path.py [--quick] [--rounds N] [--runti
 
 import argparse
 import sys
+from pathlib import Path
 
-import _bench as B
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 from kernel_cost import Floor
 
 FIO = dict(ioengine="io_uring", iodepth=32)

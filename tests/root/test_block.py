@@ -15,7 +15,8 @@ from ioltrace import hist as H
 from ioltrace import layout
 from ioltrace.export import csv as rec
 
-from .conftest import need_tool, sh
+from ..support.bench import prog_ids_of
+from .conftest import need_tool, room, sh, wait_until
 
 
 def totals(rows, stage, **match):
@@ -120,7 +121,7 @@ def test_fio_qd1_randread_count_and_latency(loopdev, ioltrace, tmp_path):
                             "--direct=1", "--ioengine=psync", "--iodepth=1", "--thread", "--invalidate=0",
                             "--size=128M", "--io_size=24M", "--output-format=json"],
                            stdout=subprocess.PIPE, text=True)
-    out, _ = fio.communicate()
+    out, _ = fio.communicate(timeout=room(600))
     assert fio.returncode == 0
     t.stop()
     job = json.loads(out)["jobs"][0]["read"]
@@ -270,25 +271,11 @@ def test_probes_are_detached_after_sigterm(loopdev, ioltrace, tmp_path):
     t = ioltrace("hist", "--disk", loopdev.name)
     # The programs this ioltrace holds, from its own fds: other tracers on
     # the machine load and unload theirs meanwhile.
-    ours = _prog_ids_of(t.proc.pid)
+    ours = prog_ids_of(t.proc.pid)
     assert len(ours) >= 3 and ours <= _loaded_progs()
     assert t.stop(signal.SIGTERM) == 0
-    deadline = time.monotonic() + 10   # the kernel frees a program shortly after its last fd closes
-    while ours & _loaded_progs() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not ours & _loaded_progs()
-
-
-def _prog_ids_of(pid):
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            m = re.search(r"^prog_id:\s*(\d+)", open(f"/proc/{pid}/fdinfo/{fd}").read(), re.M)
-        except OSError:
-            continue
-        if m:
-            ids.add(int(m.group(1)))
-    return ids
+    # The kernel frees a program shortly after its last fd closes.
+    wait_until("the probes to be unloaded", lambda: not ours & _loaded_progs(), timeout=30)
 
 
 def _loaded_progs():
