@@ -3,6 +3,10 @@
 It turns validated options into -D flags (never pasting user text into C),
 chooses the start tracepoint by what this kernel has, and hands raw map
 entries to maps.py. It does not format or aggregate anything.
+Over 400 lines for one reason: it is the one place that touches bcc, so
+both probe paths of the block layer, the syscall layer's raw tracepoints,
+fork following, the in-flight sweep and the bpf() program-info reads all
+live here rather than leak bcc objects into other modules.
 """
 
 import ctypes
