@@ -249,6 +249,7 @@ def _wbytes(cg_path, dev):
     return 0
 
 
+@pytest.mark.guest_only
 @pytest.mark.parametrize("probes", ["raw", "classic"])
 def test_writeback_lands_on_the_cgroup_that_dirtied_the_pages(loopdev, make_cgroup, tracers, tmp_path, probes):
     """Buffered dd in cgroup A, then sync from outside A: the flusher writes
