@@ -24,7 +24,7 @@ and the cleanest attempt kept. Tracers:
   and device histograms) and `ioltrace hist --stage all` (adds a total
   histogram): programs tracepoint__block__{block_io_start or block_rq_insert,
   block_rq_issue, block_rq_complete};
-- the bpftrace one-liner in _bench.BPFTRACE_ONELINER (one start map keyed by
+- the bpftrace one-liner in tests/support/bench.py (BPFTRACE_ONELINER) (one start map keyed by
   (dev, sector), one log2 histogram): programs block_rq_issue, block_rq_comple.
 
 Reported: per program ns/run and runs per I/O, total ns per I/O (medians over
@@ -38,7 +38,10 @@ import argparse
 import sys
 import time
 
-import _bench as B
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 
 WORKLOADS = (
     ("psync QD1", dict(ioengine="psync", iodepth=1)),

@@ -54,9 +54,11 @@ import urllib.request
 
 import numpy as np
 
-import _bench as B
+from pathlib import Path
 
-sys.path.insert(0, str(B.REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
+
 from ioltrace import layout, maps  # noqa: E402
 from ioltrace.export import prometheus as P  # noqa: E402
 from ioltrace.records import Key, Snapshot, Totals  # noqa: E402

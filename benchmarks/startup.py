@@ -33,7 +33,10 @@ import subprocess
 import sys
 import time
 
-import _bench as B
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 
 TARGET_S = 1.5
 RUN_BEFORE_S, RUN_AFTER_S = 1.5, 0.5

@@ -23,7 +23,10 @@ Run: /usr/bin/python3 benchmarks/throughput.py [--quick] [--pairs N] [--runtime 
 import argparse
 import sys
 
-import _bench as B
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
+from tests.support import bench as B  # noqa: E402
 
 TARGET_LOSS_PCT = 3.0
 FIO = dict(ioengine="io_uring", iodepth=32)

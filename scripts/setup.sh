@@ -2,7 +2,8 @@
 # Prepare this machine to run and test ioltrace: distribution packages (bcc
 # comes only from there), kernel headers, tracefs, and a venv that sees the
 # distribution's bcc. Safe to run again: each step does nothing when its work
-# is already done. Debian 12 and Ubuntu 22.04/24.04, as root.
+# is already done. Debian 12 and Ubuntu 22.04/24.04, as root (a user with
+# sudo: it runs itself through sudo). --test adds what the tests need.
 #
 # Options: --test     also what the tests need
 #          --service  also install packaging/ioltrace.service (not enabled)
@@ -10,6 +11,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/root.sh
+. "$REPO/scripts/lib/root.sh"
+run_as_root "$0" "$@"
 VENV=${IOLTRACE_VENV:-$REPO/.venv}
 # The distribution's interpreter is the one python3-bpfcc installs bcc for;
 # a python3 earlier on PATH (pyenv, conda) cannot import it.
@@ -29,10 +33,6 @@ for arg in "$@"; do
     esac
 done
 
-if [[ $(id -u) -ne 0 ]]; then
-    printf 'setup.sh: must run as root (it installs packages and mounts tracefs): sudo %s\n' "$0" >&2
-    exit 2
-fi
 [[ -r /etc/os-release ]] || die "no /etc/os-release: only Debian and Ubuntu are supported"
 # shellcheck disable=SC1091
 . /etc/os-release
@@ -69,11 +69,13 @@ if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
     apt_update_once
 fi
 
-BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate
+# matplotlib: `ioltrace plot`, a README feature; yaml and bcrypt: serve --web-config.
+BASE_PKGS=(python3-bpfcc python3-venv python3-pip python3-numpy python3-tabulate python3-matplotlib
            python3-yaml python3-bcrypt fio gcc)
 # What only the tests need (scripts/test.sh passes --test): ground truth and
-# harnesses, CPU load (stress-ng), a real Prometheus, and the VM test's qemu, debootstrap and vagrant.
-TEST_PKGS=(python3-pytest python3-hypothesis python3-matplotlib bpftrace tmux fdisk e2fsprogs stress-ng
+# harnesses, CPU load (stress-ng), a real Prometheus, and the VM test's qemu,
+# debootstrap and vagrant.
+TEST_PKGS=(python3-pytest python3-hypothesis bpftrace tmux fdisk e2fsprogs stress-ng
            prometheus python3-prometheus-client openssl systemd qemu-system-x86 qemu-utils debootstrap vagrant vagrant-libvirt)
 if $want_test; then
     BASE_PKGS+=("${TEST_PKGS[@]}")
@@ -236,8 +238,8 @@ for spec in pytest:pytest hypothesis:hypothesis importlinter:import-linter; do  
     fi
 done
 
-say "checking the venv imports bcc, numpy, tabulate, ioltrace"
-(cd / && "$VENV/bin/python" -c 'import bcc, numpy, tabulate, ioltrace') ||
+say "checking the venv imports bcc, numpy, tabulate, matplotlib, ioltrace"
+(cd / && "$VENV/bin/python" -c 'import bcc, numpy, tabulate, matplotlib, ioltrace') ||
     die "$VENV/bin/python cannot import everything ioltrace needs (see above)"
 
 # ---- doctor ----------------------------------------------------------------
@@ -280,7 +282,7 @@ fi
 cat <<EOF
 
 ioltrace is set up.
-  run:        $VENV/bin/ioltrace --help      (as root)
+  run:        $REPO/scripts/ioltrace --help  (as root, or through sudo)
   all tests:  $REPO/scripts/test.sh           (runs this setup first)
   unit only:  cd $REPO && $VENV/bin/python -m pytest tests/unit
 EOF

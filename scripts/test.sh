@@ -8,6 +8,10 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# As root; a user with sudo runs it through sudo.
+# shellcheck source=scripts/lib/root.sh
+. "$REPO/scripts/lib/root.sh"
+run_as_root "$0" "$@"
 VENV=${IOLTRACE_VENV:-$REPO/.venv}
 
 bash "$REPO/scripts/setup.sh" --test

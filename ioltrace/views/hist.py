@@ -60,6 +60,7 @@ def render(groups, stages, seconds, millis=False):
     unit_ns, unit_name = (1e6, "msecs") if millis else (1e3, "usecs")
     out = []
     for g in groups:
+        shown = False
         for stage in stages:
             counts = g.hists.get(stage)
             if counts is None or not counts.any():
@@ -68,6 +69,15 @@ def render(groups, stages, seconds, millis=False):
             out.append(title(g, stage))
             out.extend(render_hist(counts, unit_ns, unit_name))
             out.extend(stats_lines(g, stage, seconds))
+            shown = True
+        # The stats map is read before the hist map, so I/Os completing
+        # between the two reads have their samples in the previous interval:
+        # their count must still be shown, or the live totals come up short.
+        if g.ios and not shown and not set(g.hists) - set(stages):
+            out.append("")
+            out.append(title(g, stages[0]))
+            out.extend(stats_lines(g, stages[0], seconds))
+            out.append("  (latencies in the previous interval: the maps are read one after another)")
     return out
 
 

@@ -41,6 +41,9 @@ tar -C /mnt/repo --exclude=./.git --exclude=./.venv --exclude=./.vagrant --exclu
     --exclude=.pytest_cache --exclude=.hypothesis -cf - . | tar -C "$src" -xf -
 cd "$src" || finish 3
 export CI=true PYTHONPATH=$src PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Software emulation runs everything 10-60x slower than the host: the
+# tests' timeouts (tests/root/conftest.py) get more room here.
+export IOLTRACE_TEST_TIMEOUT_SCALE=$(cat "$out/timeout-scale" 2>/dev/null || echo 4)
 # No pip and no network in the guest: the console script is a wrapper.
 cat >/usr/local/bin/ioltrace <<'EOF'
 #!/bin/sh

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,43 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _timeout_scale():
+    text = os.environ.get("IOLTRACE_TEST_TIMEOUT_SCALE", "1")
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise SystemExit(f"IOLTRACE_TEST_TIMEOUT_SCALE={text!r}: must be a positive number (e.g. 4)")
+    return value
+
+
+# Every wait in these tests ends on an event; the timeouts only bound a hang.
+# They have 10x room over the slowest figure seen (bcc's compile and attach:
+# 0.4 s here, 14-25 s in the test guest under software emulation), and
+# IOLTRACE_TEST_TIMEOUT_SCALE multiplies them (the guest sets it).
+TIMEOUT_SCALE = _timeout_scale()
+START_TIMEOUT_S = 300
+
+
+def room(seconds):
+    """A timeout of `seconds`, scaled for slow machines."""
+    return seconds * TIMEOUT_SCALE
+
+
+def wait_until(what, predicate, timeout, every=0.1):
+    """Poll predicate() until it returns something true; fail naming `what`
+    and the last value after `timeout` (scaled) seconds."""
+    deadline = time.monotonic() + room(timeout)
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {room(timeout):g} s waiting for {what} (last: {last!r})")
+        time.sleep(every)
 
 
 def _cannot_trace():
@@ -124,7 +162,8 @@ def make_cgroup():
 
 
 def remove_cgroup(path):
-    for _ in range(50):
+    deadline = time.monotonic() + room(30)
+    while time.monotonic() < deadline:
         try:
             with open(os.path.join(path, "cgroup.procs")) as f:
                 pids = [int(p) for p in f.read().split()]
@@ -139,50 +178,107 @@ def remove_cgroup(path):
             time.sleep(0.1)
 
 
-class Ioltrace:
-    """ioltrace running in the background, stopped like a user would (SIGINT)."""
+class Stream:
+    """All of a pipe, read by a thread as it comes, so that the writer never
+    blocks on a full pipe and a reader can wait for a line without blocking
+    past its deadline."""
 
-    def __init__(self, args, cwd=REPO):
-        self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-m", "ioltrace", *args], cwd=cwd,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.out = self.err = ""
-        self._wait_banner()
+    def __init__(self, pipe):
+        self._pipe = pipe
+        self._lines = []
+        self._cond = threading.Condition()
+        self.closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
-    def _wait_banner(self, timeout=30):
+    def _read(self):
+        for line in iter(self._pipe.readline, ""):
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def text(self):
+        with self._cond:
+            return "".join(self._lines)
+
+    def wait_for(self, needle, timeout):
+        """True once a line holding `needle` was read; False at EOF or after
+        `timeout` seconds (not scaled here)."""
         deadline = time.monotonic() + timeout
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Tracing block I/O" in line:
-                self.banner = "".join(lines)
-                return
-        self.proc.kill()
-        out, err = self.proc.communicate()
-        raise AssertionError(f"ioltrace did not start: {''.join(lines)}{err}")
+        with self._cond:
+            while True:
+                if any(needle in line for line in self._lines):
+                    return True
+                left = deadline - time.monotonic()
+                if self.closed or left <= 0:
+                    return False
+                self._cond.wait(left)
 
-    def stop(self, sig=signal.SIGINT, timeout=30):
-        time.sleep(0.3)  # let completions of the last I/O land
+    def join(self, timeout):
+        self._thread.join(timeout)
+        return self.text()
+
+
+class Ioltrace:
+    """ioltrace running in the background, stopped like a user would (SIGINT).
+    Starting returns once the banner is out (probes attached): bcc's compile
+    takes 0.4 s here and up to 25 s in an emulated guest, so the wait is for
+    the banner, with START_TIMEOUT_S (scaled) only against a hang."""
+
+    BANNER = "Tracing"  # "Tracing block I/O...", "Tracing..." (loop)
+
+    def __init__(self, args, cwd=REPO, env=None, wait=True):
+        self.args = args
+        self.proc = subprocess.Popen([sys.executable, "-m", "ioltrace", *args], cwd=cwd, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.stdout, self.stderr = Stream(self.proc.stdout), Stream(self.proc.stderr)
+        self.out = self.err = ""
+        self.banner = ""
+        if wait:
+            self._wait_banner()
+
+    def _wait_banner(self, timeout=START_TIMEOUT_S):
+        started = time.monotonic()
+        if self.stderr.wait_for(self.BANNER, room(timeout)):
+            self.banner = self.stderr.text()
+            return
+        waited = time.monotonic() - started
+        state = "exited with %s" % self.proc.poll() if self.proc.poll() is not None else "still running"
+        self.kill()
+        raise AssertionError(f"ioltrace did not start ({state}, no banner after {waited:.0f} s): "
+                             f"{self.stderr.text()}")
+
+    def stop(self, sig=signal.SIGINT, timeout=60):
+        """Stop with `sig` and wait for the exit; .out and .err hold all of
+        stdout and stderr. For direct I/O the kernel counts a request before
+        the writer's call returns, so nothing the test did is still to come."""
         self.proc.send_signal(sig)
-        self.out, rest = self.proc.communicate(timeout=timeout)
-        self.err = self.banner + rest
+        try:
+            self.proc.wait(room(timeout))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"ioltrace did not exit within {room(timeout):g} s of signal {sig}: "
+                                 f"{self.stderr.text()[-2000:]}") from None
+        self.out, self.err = self.stdout.join(room(timeout)), self.stderr.join(room(timeout))
         return self.proc.returncode
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+        self.out, self.err = self.stdout.join(room(30)), self.stderr.join(room(30))
 
 
 @pytest.fixture
 def ioltrace():
     running = []
 
-    def start(*args):
-        t = Ioltrace([str(a) for a in args])
+    def start(*args, env=None):
+        t = Ioltrace([str(a) for a in args], env=env)
         running.append(t)
         return t
 

@@ -26,7 +26,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO, need_tool, sh
+from .conftest import REPO, need_tool, room, sh
 
 SECONDS = 3
 BS = "512k"
@@ -40,7 +40,7 @@ def record(loopdev, tmp_path, iodepth):
                         "--direct=1", "--ioengine=libaio", f"--iodepth={iodepth}", f"--iodepth_batch_submit={iodepth}",
                         f"--iodepth_batch_complete_min={iodepth}", f"--runtime={SECONDS}",
                         "--time_based", "--output-format=json", f"--output={fio_json}"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+                       cwd=REPO, capture_output=True, text=True, timeout=room(1200))
     assert p.returncode == 0, p.stderr
     job = json.loads(fio_json.read_text())["jobs"][0]["read"]
     return str(csv_path), job
@@ -48,7 +48,7 @@ def record(loopdev, tmp_path, iodepth):
 
 def compare(*args):
     p = subprocess.run([sys.executable, "-m", "ioltrace", "compare", *args], cwd=REPO, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=room(600))
     assert p.returncode == 0, p.stderr
     return p.stdout
 

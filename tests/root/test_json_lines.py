@@ -6,9 +6,8 @@ import json
 import re
 import subprocess
 import sys
-import time
 
-from .conftest import REPO
+from .conftest import REPO, Ioltrace, room, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 BS, COUNT = 4096, 300
@@ -54,14 +53,16 @@ def check_intervals(lines):
 
 def test_hist_json_file_sums_to_what_dd_wrote(loopdev, ioltrace, tmp_path):
     path = tmp_path / "hist.jsonl"
+    # The banner comes right after the first snapshot: all of dd is after it.
     t = ioltrace("hist", "0.3", "--by", "process", "--disk", loopdev.name, "--stage", "all", "--json", path)
-    time.sleep(0.3)     # the banner comes just before the first snapshot
     p = subprocess.Popen(dd(loopdev), stderr=subprocess.PIPE, text=True)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=room(120))
     assert p.returncode == 0, err
     written = int(re.search(r"^(\d+) bytes", err, re.M).group(1))     # dd's own report
     assert written == BS * COUNT
-    time.sleep(0.5)     # a whole interval after dd: nothing of it is pending
+    # An interval ends after dd did (two at least, with the final one); with
+    # direct I/O nothing of dd is pending once it returned.
+    wait_until("an interval ending after dd", lambda: _intervals_written(path) >= 2, timeout=60)
     assert t.stop() == 0, t.err
     assert "histogram" not in t.err and "Traceback" not in t.err
     assert "usecs" in t.out     # --json FILE leaves the text output as it was
@@ -85,10 +86,17 @@ def test_hist_json_file_sums_to_what_dd_wrote(loopdev, ioltrace, tmp_path):
         assert d["bytes_per_s"] == d["bytes"] / d["seconds"]
 
 
+def _intervals_written(path):
+    """Kernel lines (one ends each interval) in the complete lines so far."""
+    text = path.read_text(encoding="ascii") if path.exists() else ""
+    return sum(json.loads(line)["kind"] == "kernel" for line in text.splitlines(keepends=True)
+               if line.endswith("\n"))
+
+
 def test_run_json_stdout_holds_only_json_with_dd_bytes(loopdev, tmp_path):
     script = f"echo hello-from-command; {' '.join(dd(loopdev, extra=['status=none']))}"
     proc = subprocess.run(IOLTRACE + ["run", "--json", "-", "--", "sh", "-c", script], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=room(600))
     assert proc.returncode == 0, proc.stderr
     lines = parse_lines(proc.stdout)
     kernel = check_intervals(lines)
@@ -108,21 +116,17 @@ def test_run_json_stdout_holds_only_json_with_dd_bytes(loopdev, tmp_path):
 
 
 def test_top_json_stdout_is_batch_and_only_json(loopdev):
-    proc = subprocess.Popen(IOLTRACE + ["top", "0.5", "-n", "4", "--by", "process", "--disk", loopdev.name,
-                                        "--json", "-"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    # Four intervals from the banner on; dd takes a fraction of one (scaled
+    # with the other waits on a slow machine).
+    t = Ioltrace(["top", f"{room(0.5):g}", "-n", "4", "--by", "process", "--disk", loopdev.name, "--json", "-"])
     try:
-        assert "Tracing block I/O" in proc.stderr.readline() + proc.stderr.readline()
-        time.sleep(0.3)     # the banner comes just before the first snapshot
-        p = subprocess.run(dd(loopdev), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(dd(loopdev), capture_output=True, text=True, timeout=room(60))
         assert p.returncode == 0, p.stderr
-        out, err = proc.communicate(timeout=60)
+        t.proc.wait(timeout=room(120))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    lines = parse_lines(out)        # no tables, no summary: JSON only
+        t.kill()
+    assert t.proc.returncode == 0, t.err
+    lines = parse_lines(t.out)        # no tables, no summary: JSON only
     kernel = check_intervals(lines)
     assert len(kernel) == 4
     mine = key_lines(lines, name="dd", disk=loopdev.name, op="write")

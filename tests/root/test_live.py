@@ -4,7 +4,6 @@ cgroups, files) before and after."""
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,17 +13,17 @@ import pytest
 
 from ioltrace.export import csv as rec
 
-from .conftest import REPO, cgroup2_root, need_tool
+from .conftest import REPO, START_TIMEOUT_S, cgroup2_root, need_tool, room, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
 
-def ioltrace_run(*args, timeout=120):
+def ioltrace_run(*args, timeout=600):
     """ioltrace to completion; .pid says which ioltrace-run-PID cgroup was its own."""
     proc = subprocess.Popen(IOLTRACE + [str(a) for a in args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=room(timeout))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -38,6 +37,24 @@ def run_cgroups(pid):
     """Every place the run's own cgroup could be left behind."""
     return [p for p in (os.path.join(root, f"ioltrace-run-{pid}") for root in
                         filter(None, (cgroup2_root(), "/sys/fs/cgroup/blkio"))) if os.path.exists(p)]
+
+
+def _comms(cgroups):
+    """The command names of the processes in these cgroups."""
+    comms = []
+    for path in cgroups:
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids = f.read().split()
+        except FileNotFoundError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    comms.append(f.read().strip())
+            except FileNotFoundError:
+                pass
+    return comms
 
 
 def test_run_reports_exact_bytes_and_returns_the_exit_code(loopdev, tmp_path):
@@ -82,13 +99,16 @@ def test_run_of_a_missing_command_is_one_line_and_leaves_no_cgroup():
 def test_run_ctrl_c_passes_the_signal_and_removes_the_cgroup(loopdev):
     proc = subprocess.Popen(IOLTRACE + ["run", "--", "sleep", "30"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not run_cgroups(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert run_cgroups(proc.pid), "the run's cgroup never appeared"
-    time.sleep(1.5)  # probes attached and sleep started
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        # run starts the command in its cgroup once the probes are attached.
+        wait_until("sleep in the run's cgroup", lambda: "sleep" in _comms(run_cgroups(proc.pid)),
+                   timeout=START_TIMEOUT_S)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=room(60))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err  # sleep died of SIGINT: 128 + 2
     assert "Traceback" not in err
     assert run_cgroups(proc.pid) == []
@@ -98,8 +118,8 @@ def test_top_batch_shows_a_background_writer(loopdev):
     need_tool("fio")
     # Time-based, as a thread: one pid writing for the whole test.
     writer = subprocess.Popen(["fio", "--name=w", f"--filename={loopdev.path}", "--rw=randwrite", "--bs=4k",
-                               "--direct=1", "--ioengine=psync", "--time_based", "--runtime=60", "--thread",
-                               "--output=/dev/null"])
+                               "--direct=1", "--ioengine=psync", "--time_based", f"--runtime={int(room(600))}",
+                               "--thread", "--output=/dev/null"])
     try:
         p = ioltrace_run("top", "-b", "-n", "2", "--disk", loopdev.name)
     finally:
@@ -122,8 +142,10 @@ def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
     need_tool("fio")
     session = f"ioltrace-test-{os.getpid()}"
     # Time-based fio jobs as threads: each keeps one pid for the whole test.
+    # Rate-limited: the test needs both on screen, not the CPUs saturated
+    # (an emulated guest then takes minutes to redraw).
     job = ["fio", "--name=j", f"--filename={loopdev.path}", "--direct=1", "--ioengine=psync", "--time_based",
-           "--runtime=180", "--thread", "--output=/dev/null"]
+           f"--runtime={int(room(1800))}", "--thread", "--output=/dev/null", "--rate_iops=200"]
     reader = subprocess.Popen(job + ["--rw=randread", "--bs=4k"])
     writer = subprocess.Popen(job + ["--rw=randwrite", "--bs=64k"])
     cmd = " ".join(IOLTRACE + ["top", "--disk", loopdev.name, "-o"])
@@ -136,8 +158,8 @@ def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
             return subprocess.run(tmux + ["capture-pane", "-p", "-t", session], capture_output=True,
                                   text=True).stdout
 
-        def wait_for(pred, timeout=30):
-            deadline = time.monotonic() + timeout
+        def wait_for(pred, timeout=120):
+            deadline = time.monotonic() + room(timeout)
             while time.monotonic() < deadline:
                 s = screen()
                 if pred(s):
@@ -149,8 +171,8 @@ def test_top_in_a_real_terminal_sorts_quits_and_restores(loopdev, tmp_path):
             pids = [int(m.group(1)) for m in re.finditer(r"^\s*(\d+) fio\b", s, re.M)]
             return [p for p in pids if p in (reader.pid, writer.pid)]
 
-        # The first screen waits for bcc's compile: ~10 s in a guest under software emulation.
-        s = wait_for(lambda s: "Total DISK READ" in s and len(order(s)) == 2, timeout=90)
+        # The first screen waits for bcc's compile: up to 25 s in a guest under software emulation.
+        s = wait_for(lambda s: "Total DISK READ" in s and len(order(s)) == 2, timeout=START_TIMEOUT_S)
         assert "ioltrace top" in s
         subprocess.run(tmux + ["send-keys", "-t", session, "r"], check=True)
         s = wait_for(lambda s: "sort read" in s and order(s) == [reader.pid, writer.pid])

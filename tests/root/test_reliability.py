@@ -14,7 +14,8 @@ import pytest
 
 from ioltrace.export import csv as rec
 
-from .conftest import REPO, attach_loop, need_tool, sh
+from ..support.bench import prog_ids_of
+from .conftest import START_TIMEOUT_S, Ioltrace, attach_loop, need_tool, room, sh, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
@@ -45,7 +46,7 @@ def test_device_errors_are_counted_by_errno_and_good_bytes_add_up(failing_loop, 
     t = ioltrace("hist", "--by", "process", "--disk", name, "--csv", csv_path)
     dd = subprocess.Popen(cg.wrap(["dd", "if=/dev/zero", f"of={failing_loop}", "bs=65536", "count=300",
                                    "oflag=direct"]), stderr=subprocess.PIPE, text=True)
-    _, err = dd.communicate()
+    _, err = dd.communicate(timeout=room(300))
     assert dd.returncode != 0 and ("No space left on device" in err or "Input/output error" in err), err
     written = int(re.search(r"^(\d+) bytes", err, re.M).group(1))
     assert t.stop() == 0
@@ -61,13 +62,14 @@ def test_device_errors_are_counted_by_errno_and_good_bytes_add_up(failing_loop, 
 
     # The same in top (per cgroup and per disk).
     for by, key in (("cgroup", cg.rel), ("disk", name)):
-        p = subprocess.Popen(IOLTRACE + ["top", "-b", "-n", "2", "--by", by, "--disk", name, "--width", "140"],
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while "Tracing block I/O" not in p.stderr.readline():  # attached; then fail more writes
-            assert p.poll() is None, p.stderr.read()
-        subprocess.run(cg.wrap(["dd", "if=/dev/zero", f"of={failing_loop}", "bs=65536", "count=10",
-                                "seek=200", "oflag=direct"]), capture_output=True)
-        out, _ = p.communicate(timeout=60)
+        top = Ioltrace(["top", "-b", "-n", "2", "--by", by, "--disk", name, "--width", "140"])
+        try:  # attached; then fail more writes
+            subprocess.run(cg.wrap(["dd", "if=/dev/zero", f"of={failing_loop}", "bs=65536", "count=10",
+                                    "seek=200", "oflag=direct"]), capture_output=True, timeout=room(120))
+            top.proc.wait(timeout=room(120))
+        finally:
+            top.kill()
+        out = top.out
         # The interval with the failed writes shows an ERR column and count.
         found = []
         for table in out.split("ioltrace top - ")[1:]:
@@ -98,15 +100,15 @@ def test_overload_counts_equal_fio_minus_dropped(loopdev, tmp_path, inflight):
     env = dict(os.environ)
     if inflight:
         env["IOLTRACE_INFLIGHT_ENTRIES"] = str(inflight)
-    t = subprocess.Popen(IOLTRACE + ["hist", "--by", "disk", "--disk", loopdev.name, "--csv", str(csv_path)],
-                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while "Tracing block I/O" not in t.stderr.readline():
-        assert t.poll() is None, t.stderr.read()
-    fio = subprocess.run(fio_jobs(loopdev.path, 4, 64, 4), capture_output=True, text=True)
-    assert fio.returncode == 0, fio.stderr
-    time.sleep(0.3)
-    t.send_signal(signal.SIGINT)
-    out, _ = t.communicate(timeout=60)
+    t = Ioltrace(["hist", "--by", "disk", "--disk", loopdev.name, "--csv", str(csv_path)], env=env)
+    try:
+        fio = subprocess.run(fio_jobs(loopdev.path, 4, 64, 4), capture_output=True, text=True, timeout=room(300))
+        assert fio.returncode == 0, fio.stderr
+        # fio reaps every completion before it exits: nothing is in flight.
+        assert t.stop() == 0, t.err
+    finally:
+        t.kill()
+    out = t.out
     fio_ios = json.loads(fio.stdout)["jobs"][0]["read"]["total_ios"]
     rows = rec.read(csv_path)
     counted = sum(r.count for r in rows if r.stage == "ios" and r.key_kind == "disk")
@@ -148,10 +150,10 @@ def _progs():
     return {p["id"] for p in progs if p.get("name", "").startswith(("tracepoint__bl", "tracepoint_bloc", "sc_e"))}
 
 
-def _still_loaded(ours, timeout=5):
+def _still_loaded(ours, timeout=60):
     """Which of `ours` are still loaded; the kernel frees programs shortly
     after their last fd closes."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + room(timeout)
     while _progs() & ours and time.monotonic() < deadline:
         time.sleep(0.1)
     return _progs() & ours
@@ -162,33 +164,36 @@ def _still_loaded(ours, timeout=5):
 def test_signals_leave_complete_files_and_no_probes(loopdev, tmp_path, command, sig):
     need_tool("bpftool")
     csv_path = tmp_path / "sig.csv"
-    before = _progs()
     writer = subprocess.Popen(["sh", "-c", f"while :; do dd if=/dev/zero of={loopdev.path} bs=4096 count=2000 "
                                "oflag=direct 2>/dev/null; done"], start_new_session=True)
     args = {"hist": ["hist", "0.2", "--disk", loopdev.name],
             "top": ["top", "-b", "0.2", "--disk", loopdev.name],
             "run": ["run", "--", "sh", "-c", f"while :; do dd if=/dev/zero of={loopdev.path} bs=4096 count=100 "
                     "oflag=direct 2>/dev/null; done"]}[command]
-    p = subprocess.Popen(IOLTRACE + args[:1] + ["--csv", str(csv_path)] + args[1:], cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = args[:1] + ["--csv", str(csv_path)] + args[1:]
+    t = None
     try:
         if command == "run":
-            procs = f"/sys/fs/cgroup/unified/ioltrace-run-{p.pid}/cgroup.procs"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (os.path.exists(procs) and open(procs).read().strip()):
-                time.sleep(0.05)
+            # run starts its command once the probes are attached (no banner
+            # without --verbose); a dd of the command that has ended did its
+            # writes while traced.
+            t = Ioltrace(argv, wait=False)
+            procs = f"/sys/fs/cgroup/unified/ioltrace-run-{t.proc.pid}/cgroup.procs"
+            first = wait_until("a dd in the run's cgroup", lambda: _dd_in(procs), timeout=START_TIMEOUT_S)
+            wait_until("that dd to end", lambda: not set(first) & set(_dd_in(procs)), timeout=120)
         else:
-            while "Tracing block I/O" not in p.stderr.readline():
-                assert p.poll() is None
-        time.sleep(1)
-        ours = _progs() - before  # loaded by this ioltrace (the machine may run other tracers)
+            t = Ioltrace(argv)
+            # The writer's I/O while traced: the device's own count of writes.
+            since = _writes(loopdev)
+            wait_until("writes while traced", lambda: _writes(loopdev) >= since + 100, timeout=120)
+        ours = _progs() & prog_ids_of(t.proc.pid)  # this ioltrace's (other tracers may come and go)
         assert ours
-        p.send_signal(sig)
-        out, err = p.communicate(timeout=60)
+        t.stop(sig)
     finally:
         stop_group(writer)
-        if p.poll() is None:
-            p.kill()
+        if t is not None:
+            t.kill()
+    p, err = t.proc, t.err
     assert "Traceback" not in err
     # run passes the signal to the command and returns its status.
     assert p.returncode == (128 + sig if command == "run" else 0), err
@@ -199,20 +204,54 @@ def test_signals_leave_complete_files_and_no_probes(loopdev, tmp_path, command, 
         assert not os.path.exists(f"/sys/fs/cgroup/unified/ioltrace-run-{p.pid}")
 
 
+def _writes(loop):
+    """Writes the device completed (/sys/block/NAME/stat, field 5)."""
+    with open(f"/sys/block/{loop.name}/stat") as f:
+        return int(f.read().split()[4])
+
+
+def _dd_in(procs):
+    """Pids of dd in a cgroup.procs file."""
+    pids = []
+    try:
+        with open(procs) as f:
+            candidates = f.read().split()
+    except FileNotFoundError:
+        return []
+    for pid in candidates:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "dd":
+                    pids.append(pid)
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def _intervals_written(path):
+    """Distinct intervals among the complete rows of a recording being written."""
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return 0
+    lines = text.split("\r\n")[:-1]      # the last piece may be a row still being written
+    return len({tuple(line.split(",", 2)[:2]) for line in lines[1:] if not line.startswith("#")})
+
+
 def test_kill_9_leaves_a_readable_recording(loopdev, tmp_path):
     csv_path = tmp_path / "k9.csv"
     writer = subprocess.Popen(["sh", "-c", f"while :; do dd if=/dev/zero of={loopdev.path} bs=4096 count=2000 "
                                "oflag=direct 2>/dev/null; done"], start_new_session=True)
-    p = subprocess.Popen(IOLTRACE + ["hist", "--csv", str(csv_path), "--by", "process", "--disk", loopdev.name,
-                                     "0.1"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t = None
     try:
-        while "Tracing block I/O" not in p.stderr.readline():
-            assert p.poll() is None
-        time.sleep(2.05)
-        p.kill()
-        p.wait()
+        t = Ioltrace(["hist", "--csv", str(csv_path), "--by", "process", "--disk", loopdev.name, "0.1"])
+        wait_until("five intervals in the recording", lambda: _intervals_written(csv_path) >= 5, timeout=60)
+        t.kill()
     finally:
         stop_group(writer)
+        if t is not None:
+            t.kill()
     rows = rec.read(csv_path)
     intervals = {(r.interval_start, r.interval_end) for r in rows}
     assert len(intervals) >= 5

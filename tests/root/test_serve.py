@@ -24,7 +24,7 @@ from ioltrace import layout
 from ioltrace.export import csv as rec
 from ioltrace.export import prometheus as P
 
-from .conftest import need_tool
+from .conftest import START_TIMEOUT_S, need_tool, room
 
 BS, COUNT = 65536, 64        # 4 MiB in 64 requests (loop devices take 64 KiB unsplit)
 
@@ -35,9 +35,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(url, accept=None, timeout=10):
+def http_get(url, accept=None, timeout=60):
     req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    with urllib.request.urlopen(req, timeout=room(timeout)) as r:
         return r.status, r.headers["Content-Type"], r.read()
 
 
@@ -86,7 +86,7 @@ def prometheus(tmp_path):
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         prom = Prometheus(proc, port, log_path)
         started.append((proc, log, data))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + room(START_TIMEOUT_S)
         while True:
             assert proc.poll() is None, f"prometheus exited ({proc.returncode}): {prom.log()}"
             try:
@@ -94,7 +94,7 @@ def prometheus(tmp_path):
                     return prom
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"prometheus not ready in 60 s: {prom.log()}"
+            assert time.monotonic() < deadline, f"prometheus not ready in {room(START_TIMEOUT_S):g} s: {prom.log()}"
             time.sleep(0.2)
 
     yield start
@@ -102,7 +102,7 @@ def prometheus(tmp_path):
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=room(60))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -110,8 +110,8 @@ def prometheus(tmp_path):
         subprocess.run(["rm", "-rf", "--", str(data)], check=False)
 
 
-def wait_for(what, fn, timeout=30, every=0.25):
-    deadline = time.monotonic() + timeout
+def wait_for(what, fn, timeout=300, every=0.25):
+    deadline = time.monotonic() + room(timeout)
     last = None
     while time.monotonic() < deadline:
         last = fn()
@@ -146,7 +146,7 @@ def samples(body):
 
 
 def promtool_ok(body):
-    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
+    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=room(600))
     return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
 
 
@@ -228,7 +228,7 @@ def test_prometheus_sees_exactly_the_bytes_dd_wrote(loopdev, make_cgroup, ioltra
     def ingested_all():
         n = len(samples(http_get(f"http://127.0.0.1:{port}/metrics", "application/openmetrics-text")[2]))
         return prom.one('scrape_samples_scraped{job="ioltrace"}') == n
-    wait_for("Prometheus to ingest every sample", ingested_all, timeout=15, every=0.5)
+    wait_for("Prometheus to ingest every sample", ingested_all, every=0.5)
 
     assert t.stop() == 0, t.err
     assert "probes detached" in t.err
@@ -313,7 +313,7 @@ def test_prometheus_sees_exactly_the_pwrite64_calls_and_bytes(loopdev, make_cgro
 
     p = subprocess.Popen(cg.wrap([sys.executable, "-c", PWRITE_PROGRAM, loopdev.path, str(n), str(size)]),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=120)
+    out, err = p.communicate(timeout=room(600))
     assert p.returncode == 0, err
     elapsed = float(out)        # the program's own clock around its calls
     done = time.time()
@@ -355,7 +355,7 @@ def test_serve_syscall_layer_alone_exports_no_block_families(make_cgroup, ioltra
     t = ioltrace("serve", "--listen", f"127.0.0.1:{port}", "--layer", "syscall", "--syscalls", "write,fsync",
                  "--cgroup", cg.rel)
     target = tmp_path / "f"
-    p = subprocess.run(cg.wrap(["sh", "-c", f'printf abc > "{target}"']), capture_output=True, timeout=30)
+    p = subprocess.run(cg.wrap(["sh", "-c", f'printf abc > "{target}"']), capture_output=True, timeout=room(300))
     assert p.returncode == 0
     got = samples(http_get(f"http://127.0.0.1:{port}/metrics")[2])
     assert got[f'ioltrace_cgroup_syscall_calls_total{{cgroup="{cg.rel}",syscall="write"}}'] == 1

@@ -40,10 +40,8 @@ import pytest
 
 from ioltrace import layout
 
-from .conftest import REPO, cgroup2_root, need, need_tool
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import soak  # noqa: E402  (benchmarks/ is not a package)
+from ..support import soak
+from .conftest import cgroup2_root, need, need_tool
 
 MINUTES = 2
 IOPS_PER_JOB = 1000

@@ -17,7 +17,7 @@ from ioltrace import hist as H
 from ioltrace import layout
 from ioltrace.export import csv as rec
 
-from .conftest import REPO, need_tool, sh
+from .conftest import REPO, Ioltrace, need_tool, room, sh, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
@@ -25,23 +25,27 @@ IOLTRACE = [sys.executable, "-m", "ioltrace"]
 def test_fio_psync_pread64_count_and_latency(loopdev, ioltrace, tmp_path):
     need_tool("fio")
     csv_path = tmp_path / "sc.csv"
-    # The dynamic loader reads ELF headers with pread64 when fio starts; the
-    # job waits (startdelay) so that tracing by pid begins after that.
-    fio = subprocess.Popen(["fio", "--name=qd1", f"--filename={loopdev.path}", "--rw=randread", "--bs=4k",
+    # The shell waits until tracing is on, then execs fio under its own pid.
+    # The dynamic loader reads ELF headers with pread64 as fio starts, in its
+    # main thread; --thread runs the job in a thread of its own, so the job's
+    # calls are those of the threads other than the main one (--by thread).
+    fio = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh",
+                            "fio", "--name=qd1", f"--filename={loopdev.path}", "--rw=randread", "--bs=4k",
                             "--direct=1", "--ioengine=psync", "--iodepth=1", "--thread", "--invalidate=0",
-                            "--size=128M", "--io_size=16M", "--startdelay=15", "--output-format=json"],
-                           stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    t0 = time.monotonic()
-    t = ioltrace("hist", "--layer", "syscall", "--syscalls", "pread64", "--by", "process", "--pid", fio.pid,
-                 "--csv", csv_path)
-    # (A slow guest under software emulation takes ~10 s to compile and attach.)
-    assert time.monotonic() - t0 < 14, "ioltrace attached after fio's job started: the count would be short"
-    out, _ = fio.communicate(timeout=120)
+                            "--size=128M", "--io_size=16M", "--output-format=json"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        t = ioltrace("hist", "--layer", "syscall", "--syscalls", "pread64", "--by", "thread", "--pid", fio.pid,
+                     "--csv", csv_path)
+        out, _ = fio.communicate("go\n", timeout=room(600))
+    finally:
+        if fio.poll() is None:
+            fio.kill()
+            fio.wait()
     assert fio.returncode == 0
     t.stop()
     job = json.loads(out)["jobs"][0]["read"]
-    rows = [r for r in rec.read(csv_path) if r.layer == "syscall" and r.op == "pread64"]
+    rows = [r for r in rec.read(csv_path) if r.layer == "syscall" and r.op == "pread64" and r.key != str(fio.pid)]
     assert sum(r.count for r in rows if r.stage == "ios") == job["total_ios"]
     assert sum(r.count for r in rows if r.stage == "bytes") == job["io_bytes"]
     counts = H.empty()
@@ -50,11 +54,35 @@ def test_fio_psync_pread64_count_and_latency(loopdev, ioltrace, tmp_path):
             counts[layout.bucket_of(int(r.bucket_low_ns))] += r.count
     assert counts.sum() == job["total_ios"]
     # fio's clat for a sync engine is the pread() call timed in user space;
-    # ioltrace times it between the syscall tracepoints.
+    # ioltrace times it between the syscall tracepoints, so fio's figure
+    # also holds the crossing into and out of the kernel: next to nothing
+    # here, ~12 us of 76 us in an emulated guest. It is measured (an empty
+    # pread64 timed the same way) and allowed for below fio's figure.
+    crossing = empty_pread_ns()
     for p in (50, 99):
         ours, fios = H.percentile(counts, p), job["clat_ns"]["percentile"][f"{p}.000000"]
-        print(f"p{p}: ioltrace {ours:.0f} ns, fio {fios} ns")
-        assert abs(ours - fios) <= 0.10 * fios
+        print(f"p{p}: ioltrace {ours:.0f} ns, fio {fios} ns, an empty pread64 {crossing:.0f} ns")
+        assert fios - 0.10 * fios - crossing <= ours <= fios + 0.10 * fios
+
+
+def empty_pread_ns(calls=2000, rounds=5):
+    """Median over rounds of the time of a 0-byte pread64 of /dev/zero as
+    seen from user space, less that of a call to a builtin that makes no
+    syscall (the interpreter's loop and call cost)."""
+    def per_call(fn, *args):
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                fn(*args)
+            times.append((time.perf_counter_ns() - t0) / calls)
+        return sorted(times)[rounds // 2]
+
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    try:
+        return max(0.0, per_call(os.pread, fd, 0, 0) - per_call(divmod, fd, 1))
+    finally:
+        os.close(fd)
 
 
 FSYNC_PROGRAM = textwrap.dedent("""
@@ -74,20 +102,17 @@ def test_loop_between_fsyncs_measures_the_sleep(tmp_path):
     n, pause = 15, 0.04
     prog = subprocess.Popen([sys.executable, "-c", FSYNC_PROGRAM, str(n), str(pause), str(tmp_path / "f")],
                             stdin=subprocess.PIPE, text=True)
-    loop = subprocess.Popen(IOLTRACE + ["loop", "--from", "sys_exit_fsync", "--to", "sys_enter_fsync",
-                                        "--pid", str(prog.pid)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    loop = None
     try:
-        assert "Tracing" in loop.stderr.readline() + loop.stderr.readline()
-        prog.communicate("go\n", timeout=60)
-        time.sleep(0.3)
-        loop.send_signal(2)
-        out, err = loop.communicate(timeout=30)
+        loop = Ioltrace(["loop", "--from", "sys_exit_fsync", "--to", "sys_enter_fsync", "--pid", str(prog.pid)])
+        prog.communicate("go\n", timeout=room(60))
+        assert loop.stop() == 0, loop.err
     finally:
-        for p in (prog, loop):
-            if p.poll() is None:
+        for p in (prog, loop and loop.proc):
+            if p is not None and p.poll() is None:
                 p.kill()
-    assert loop.returncode == 0, err
+                p.wait()
+    out, err = loop.out, loop.err
     m = re.search(r"count (\d+)\s+mean (\S+)\s+median (\S+)", out)
     assert m, out
     assert int(m.group(1)) == n - 1
@@ -133,24 +158,34 @@ BUFFERED_WRITER = textwrap.dedent("""
         os.lseek(fd, 0, 0)        # rewrite the same 4 MiB: page cache only
         time.sleep(0.01)
 """)
+# The writer writes until it is killed: a slow machine's compile must not
+# outlast it.
 
 
 def test_top_both_layers_buffered_writer(loopdev, mounted_ext4, tmp_path):
-    writer = subprocess.Popen([sys.executable, "-c", BUFFERED_WRITER, str(mounted_ext4 / "f"), "30"])
-    # Another process makes the dirty pages reach the disk; the kernel's
-    # flush threads write them, not the writer and not the syncer.
-    syncer = subprocess.Popen(["sh", "-c", f"while :; do sync -f {mounted_ext4}/f; sleep 0.2; done"],
-                              start_new_session=True)
+    path = mounted_ext4 / "f"
+    writer = subprocess.Popen([sys.executable, "-c", BUFFERED_WRITER, str(path), "inf"])
+    syncer = None
     try:
-        time.sleep(1)
+        # The writer has made its file and its first 4 MiB are in the page cache.
+        def written():
+            assert writer.poll() is None, f"the writer exited ({writer.returncode})"
+            return path.exists() and path.stat().st_size >= 64 * 65536
+        wait_until("the writer's first 4 MiB", written, timeout=60)
+        # Another process makes the dirty pages reach the disk; the kernel's
+        # flush threads write them, not the writer and not the syncer.
+        syncer = subprocess.Popen(["sh", "-c", f"while :; do sync -f {path}; sleep 0.2; done"],
+                                  start_new_session=True)
         p = subprocess.run(IOLTRACE + ["top", "--layer", "both", "-b", "-n", "2", "--width", "120",
                                        "--syscalls", "write,fsync,fdatasync"], cwd=REPO, capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=room(600))
     finally:
-        os.killpg(syncer.pid, signal.SIGKILL)
+        if syncer is not None:
+            os.killpg(syncer.pid, signal.SIGKILL)
         for proc in (writer, syncer):
-            proc.kill()
-            proc.wait()
+            if proc is not None:
+                proc.kill()
+                proc.wait()
     assert p.returncode == 0, p.stderr
     last = p.stdout.split("ioltrace top - ")[-2]  # the second interval (the summary follows)
     rows = {}

@@ -100,7 +100,7 @@ def _group(name="postgres", kind="process", key="1234", n=1000, seconds_mean=1e5
 
 def test_render_structure():
     g, x = _group()
-    empty = g._replace(id=g.id._replace(key="99"), hists={"device": hist.empty()})
+    empty = g._replace(id=g.id._replace(key="99"), ios=0, hists={"device": hist.empty()})
     lines = view.render([g, empty], ["queue", "device"], 1.0)
     titles = [l for l in lines if l.endswith(" time")]
     assert titles == ["PID 1234 (postgres)  disk nvme0n1  write  queue time",

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+REPO = Path(__file__).resolve().parents[2]
+BENCH_DIR = REPO / "benchmarks"
 RESULTS = BENCH_DIR / "RESULTS.md"
 SHM_PREFIX = "/dev/shm/ioltrace-bench-"
 BANNER = b"Tracing block I/O"
