@@ -93,12 +93,32 @@ struct iolt_rq {
 	__u32 _pad;
 };
 
+/* In-flight request of the typed path (request.bpf.c), keyed by the struct
+ * request pointer, in sets hashed by iolt_slot(0, rq). */
+struct iolt_rqp {
+	__u64 rq;        /* struct request *; the slot is free when both times are 0 */
+	__u64 start_ns;
+	__u64 issue_ns;
+	__u64 cgid;      /* submitter's v2 cgroup, or the charged v2 cgroup */
+	__u64 blkcg;     /* charged v1 blkio cgroup (iolt_stat_key.blkcg) */
+	char comm[16];
+	__u32 tgid;
+	__u32 tid;
+	__u32 dev;
+	__u32 op;        /* IOLT_OP_* from cmd_flags at the start */
+	__u32 left;      /* bytes not yet completed, from __data_len at issue */
+	__u32 _pad;
+};
+
 struct iolt_stat_key {
 	__u64 cgid;
 	__u32 tgid;
 	__u32 tid;   /* 0 unless built with IOLT_BY_THREAD */
 	__u32 dev;
 	__u32 op;
+	__u64 blkcg; /* v1 blkio cgroup the request was charged to (its kernfs id =
+		      * inode under the blkio mount); 0: unknown, or charged in v2.
+		      * Filled by the typed request path only (request.bpf.c). */
 };
 
 struct iolt_stat {

@@ -262,6 +262,9 @@ def tracer_options():
                    help="seconds an exited process keeps its own rows before its counts move to its cgroup's "
                         f"'exited' row, which bounds memory under process churn (default {DEFAULT_KEEP_EXITED_S:g}; "
                         "'forever': never)")
+    p.add_argument("--probes", choices=("auto", "raw", "classic"), default="auto",
+                   help="block probes: raw (typed struct request, offsets from the kernel's BTF), classic "
+                        "tracepoints, or auto: raw when BTF gives every offset (default)")
     return p
 
 

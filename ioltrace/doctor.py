@@ -7,7 +7,7 @@ anything, except that choosing generic headers assembles their private tree.
 
 import os
 
-from . import bpfsys, headers, loader
+from . import bpfsys, headers, loader, probepath
 from .errors import BccMissing
 from .records import Check
 
@@ -44,6 +44,11 @@ def run_checks():
     btf = os.path.exists("/sys/kernel/btf/vmlinux")
     checks.append(Check("BTF", btf, "/sys/kernel/btf/vmlinux" if btf else "absent",
                         "" if btf else "optional for ioltrace (tracepoints need no BTF); CONFIG_DEBUG_INFO_BTF"))
+    # Which block probe path `--probes auto` takes, with the offsets or the reason.
+    path = probepath.choose("auto")
+    checks.append(Check("probe path", True, path.describe()[len("probe path: "):],
+                        "" if path.kind == "raw" else "optional: the typed request path needs the kernel's BTF "
+                        "(charged cgroups for writeback, no (dev, sector) pairing)"))
     try:
         h = headers.choose()
         ok, detail = h.kind != "none", f"{h.kind}: {h.detail}"

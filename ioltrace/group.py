@@ -24,16 +24,51 @@ def group_id(key, comm, kind, resolver, split_disk=True, split_op=True, layer=la
     if key.tgid == layout.EXITED_TGID and kind in ("process", "thread"):
         return GroupId(kind, "exited", layout.EXITED_COMM, disk, op)
     if kind == "process":
-        return GroupId(kind, str(key.tgid), resolver.comm(key.tgid, comm), disk, op)
+        return GroupId(kind, str(key.tgid), process_name(key.tgid, comm, resolver), disk, op)
     if kind == "thread":
         return GroupId(kind, str(key.tid), comm, disk, op)
     if kind == "cgroup":
         return GroupId(kind, str(key.cgid), resolver.cgroup_path(key.cgid), disk, op)
     if kind == "cgroup-v1":
-        path = resolver.cgroup_v1(key.tgid) or "?"
+        # The charged group the kernel saw (typed path) names it even after
+        # the process exited; else the process's group, read now.
+        charged = getattr(key, "blkcg", 0)
+        path = (charged and resolver.cgroup_v1_path(charged)) or resolver.cgroup_v1(key.tgid) or "?"
         return GroupId(kind, path, path, disk, op)
     name = resolver.disk_name(key.dev)
     return GroupId(kind, name, name, name, op)
+
+
+def _task(key, kind):
+    return key.tid if kind == "thread" else key.tgid
+
+
+def process_name(pid, comms, resolver):
+    """A process's row name: its live /proc comm (the latest name); for a
+    process gone, the name last seen, unless the kernel recorded several
+    (comms joined by task_comms): the last-seen name may predate an exec,
+    so all of them are shown."""
+    name = resolver.comm(pid, comms)
+    if "|" in comms and name != comms and not resolver.pid_exists(pid):
+        return comms
+    return name
+
+
+def task_comms(totals, kind):
+    """One kernel-recorded name per process (per thread with kind "thread").
+
+    The kernel keeps the comm of each key's first request, so a process that
+    changed its name (exec) has keys with different comms. Rows are one per
+    process, named by process_name: the live /proc comm (the latest name),
+    else these names, all of them joined with "|". One row per process rather than
+    per (process, comm) keeps every sum over rows equal to the device's
+    count, and needs no exec tracepoint in the kernel.
+    """
+    seen = {}
+    for key, t in totals.items():
+        if t is not None and t.comm:
+            seen.setdefault(_task(key, kind), set()).add(t.comm)
+    return {task: "|".join(sorted(names)) for task, names in seen.items()}
 
 
 def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer=layers.BLOCK):
@@ -50,12 +85,13 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer
     other_sums = {st: fs for st, fs in layer.stage_sums.items() if not set(fs) <= named}
     ids = {}
     acc = {}
+    comms = task_comms(totals, kind)
 
     def gid(key):
         g = ids.get(key)
         if g is None:
-            t = totals.get(key)
-            g = ids[key] = group_id(key, t.comm if t else "", kind, resolver, split_disk, split_op, layer)
+            g = ids[key] = group_id(key, comms.get(_task(key, kind), ""), kind, resolver, split_disk, split_op,
+                                    layer)
         return g
 
     def slot(key):

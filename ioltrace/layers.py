@@ -35,6 +35,19 @@ class Map:
 
 
 @dataclass(frozen=True)
+class ProbeSet:
+    """A second probe path of a layer: another C program that fills the
+    same maps (stats, hist, errs, counters keep their layout, so nothing
+    downstream knows which ran), chosen by loader._PROBES. `maps` are the
+    maps whose layout differs from the layer's own (its in-flight slots);
+    they replace the layer's maps of the same name in check_layout."""
+
+    name: str     # --probes value
+    source: str   # bpf/<source>
+    maps: tuple = ()
+
+
+@dataclass(frozen=True)
 class Level:
     """One Prometheus aggregation of a layer: metric prefix, labels, the
     wording of HELP texts; per_process levels only with --per-process."""
@@ -70,6 +83,10 @@ class Layer:
     levels: tuple = ()        # Prometheus levels; () exports nothing
     helps: tuple = ()         # (count, bytes, errors, latency) HELP texts, with {what}
     stage_label: bool = True  # Prometheus stage="..." label on its histograms
+    probe_sets: tuple = ()    # other C programs for the same maps (ProbeSet); the layer's own is `source`
+    inflight: str = None      # array of in-flight slots (start_ns, issue_ns) user space sweeps for
+    #                           the SWEEP_COUNTERS; None: none
+    derived: tuple = ()       # counters user space derives (not in counters_map), shown and recorded alike
 
     @property
     def staged(self):
@@ -88,6 +105,18 @@ class Layer:
     def map(self, name):
         return next(m for m in self.maps if m.name == name)
 
+    def probe_set(self, name):
+        return next(p for p in self.probe_sets if p.name == name)
+
+    def maps_of(self, source=None):
+        """Every map as the C program `source` declares it (None: the
+        layer's own): the layer's maps, with those a probe set redeclares
+        replaced."""
+        if source in (None, self.source):
+            return self.maps
+        changed = {m.name: m for m in next(p for p in self.probe_sets if p.source == source).maps}
+        return tuple(changed.get(m.name, m) for m in self.maps)
+
 
 BLOCK = Layer(
     name="block", source="block.bpf.c",
@@ -102,7 +131,13 @@ BLOCK = Layer(
         Map("counters", U32, U64),
     ),
     stats="stats", hist="hist", errs="errs", counters_map="counters",
+    # The typed request path: raw tracepoints reading struct request at
+    # offsets from the kernel's BTF (probepath.py), in-flight slots keyed by
+    # the request pointer (struct iolt_rqp) and the charged cgroup in the key.
+    probe_sets=(ProbeSet("raw", "request.bpf.c", maps=(Map("inflight", U32, layout.Rqp),)),),
+    inflight="inflight",
     counters=layout.COUNTERS, alarms=layout.ALARM_COUNTERS,
+    derived=layout.MISSED_COUNTERS + layout.SWEEP_COUNTERS,
     key=Key, totals=Totals, stages=layout.STAGES, op_field="op", op_names=layout.OPS, op_filter="op",
     fields=("totals", "hists", "errors"),
     stage_sums={"queue": ("queue_ns",), "device": ("device_ns",), "total": ("queue_ns", "device_ns")},

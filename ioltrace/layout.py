@@ -45,9 +45,17 @@ MISSED_COUNTERS = ("missed_start", "missed_issue", "missed_complete")
 # dropped and collision are not subtracted again: they say why a later
 # completion found no request, and that completion counts in `unmatched`.
 UNCOUNTED_COUNTERS = ("unmatched", "missed_complete")
+# Found by user space in the in-flight slots (loader.Tracer.snapshot), on
+# either probe path: "lost" counts requests still in flight LOST_AFTER_S
+# after their last event (a completion the kernel never reported), each once;
+# "in_flight_at_stop" counts those the final snapshot found in flight: the
+# disk completes them after tracing ended and counts them, ioltrace cannot.
+SWEEP_COUNTERS = ("lost", "in_flight_at_stop")
+LOST_AFTER_S = 30    # the SCSI layer's default request timeout; range 1..3600
 # Counters that mean lost or degraded data; issue_no_start is normal on
 # kernels that issue directly without inserting into a scheduler queue.
-ALARM_COUNTERS = ("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS
+ALARM_COUNTERS = (("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS
+                  + SWEEP_COUNTERS)
 
 OTHER_TGID = 0xFFFFFFFF
 # User space only (fold.py): the key that holds, per cgroup, disk and op, the
@@ -82,6 +90,25 @@ class Rq(ctypes.Structure):
     ]
 
 
+class Rqp(ctypes.Structure):
+    """One in-flight slot of the typed request path (struct iolt_rqp)."""
+
+    _fields_ = [
+        ("rq", ctypes.c_uint64),
+        ("start_ns", ctypes.c_uint64),
+        ("issue_ns", ctypes.c_uint64),
+        ("cgid", ctypes.c_uint64),
+        ("blkcg", ctypes.c_uint64),
+        ("comm", ctypes.c_char * 16),
+        ("tgid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("dev", ctypes.c_uint32),
+        ("op", ctypes.c_uint32),
+        ("left", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
 class StatKey(ctypes.Structure):
     _fields_ = [
         ("cgid", ctypes.c_uint64),
@@ -89,6 +116,7 @@ class StatKey(ctypes.Structure):
         ("tid", ctypes.c_uint32),
         ("dev", ctypes.c_uint32),
         ("op", ctypes.c_uint32),
+        ("blkcg", ctypes.c_uint64),  # charged v1 blkio cgroup id (typed path); 0: none
     ]
 
 

@@ -3,6 +3,10 @@
 It turns validated options into -D flags (never pasting user text into C),
 chooses the start tracepoint by what this kernel has, and hands raw map
 entries to maps.py. It does not format or aggregate anything.
+Over 400 lines for one reason: it is the one place that touches bcc, so
+both probe paths of the block layer, the syscall layer's raw tracepoints,
+fork following, the in-flight sweep and the bpf() program-info reads all
+live here rather than leak bcc objects into other modules.
 """
 
 import ctypes
@@ -13,7 +17,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from . import bpfsys, fold, headers, layout, maps
+import numpy as np
+
+from . import bpfsys, fold, headers, layout, maps, probepath
 from . import layers as layer_decls
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
@@ -44,6 +50,7 @@ class Options(NamedTuple):
     cgid: int = None
     cglevel: int = None
     comm: bytes = None         # at most 15 bytes
+    probes: int = 0            # index into probepath.MODES: auto (by what BTF gives), raw, classic
     # Slots are a power of two; IOLTRACE_INFLIGHT_ENTRIES rounds up to one.
     inflight_bits: int = max(0, (_env_size("IOLTRACE_INFLIGHT_ENTRIES", 1 << layout.DEFAULT_INFLIGHT_BITS, 1,
                                            1 << 20) - 1).bit_length())
@@ -204,6 +211,9 @@ class Tracer:
         self.progs = {}           # layer name -> bcc BPF object
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
+        self.path = None          # probepath.ProbePath of the block layer
+        self._lost_total, self._stale, self._swept_at = 0, set(), float("-inf")   # _sweep's state
+        self._final = False
         self.syscalls = tuple(syscalls or layout.DEFAULT_SYSCALLS)
         self.events = list(events)
         root = _require_tracing()
@@ -220,7 +230,7 @@ class Tracer:
                             flags + [f for _, probes in chosen for f in probes.cflags], verbose)
             for layer, probes in chosen:
                 self.progs[layer.name] = b
-                check_layout(b, layer)
+                check_layout(b, layer, probes.source)
                 probes.attach(b)
             if "block" in self.progs:
                 self._seed_other_keys()
@@ -249,6 +259,8 @@ class Tracer:
 
     def describe(self):
         text = "probes: " + ", ".join(self.tracepoints) + " (tracepoints only)"
+        if self.path is not None:
+            text += f"; {'typed request path' if self.path.kind == 'raw' else 'classic tracepoint path'}"
         if self.skipped:
             text += "; not in this kernel, skipped: " + ", ".join(self.skipped)
         return text
@@ -264,18 +276,51 @@ class Tracer:
             counters[layer.name] = [v for _, v in b[layer.counters_map].items()]
         return raw, counters
 
+    def stopping(self):
+        """The next snapshot is the run's last: it counts the requests still
+        in flight as in_flight_at_stop."""
+        self._final = True
+
     def snapshot(self):
         """Everything in the maps now (maps.decode), with the processes
         that exited more than keep_exited seconds ago folded (fold.py)."""
+        final, self._final = self._final, False
         now = time.monotonic_ns()
         raw, counters = self._read()
         snap = maps.decode(now, self.layers, raw, counters)
         if "block" in self.progs:
             snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
+        for layer in self.layers:
+            if layer.inflight:
+                snap = snap._replace(counters=dict(snap.counters, **self._sweep(layer, final)))
         folding = [layer for layer in self.layers if layer.folds]
         tables = {name: self.progs[layer.name][name] for layer in folding
                   for name in (layer.stats, layer.hist, layer.errs) if name is not None}
         return self.folder.apply(snap, lambda tgids: fold.take(tables, raw, tgids, folding))
+
+    def _sweep(self, layer, final):
+        """lost and in_flight_at_stop (layout.SWEEP_COUNTERS) from the
+        layer's in-flight slots: a request is lost once no event of it came
+        for LOST_AFTER_S (counted once, by its slot and times), and in flight
+        at stop if the final snapshot finds it busy and not already lost.
+        bpf_ktime_get_ns is CLOCK_MONOTONIC, as time.monotonic_ns. Reading
+        the slots takes ~17 ms for 64Ki of them, so between the final
+        snapshot's sweeps one every SWEEP_EVERY_S is enough for a 30 s age."""
+        if not final and time.monotonic() - self._swept_at < SWEEP_EVERY_S:
+            return {"lost": self._lost_total, "in_flight_at_stop": 0}
+        self._swept_at = time.monotonic()
+        table = self.progs[layer.name][layer.inflight]
+        slots = _array_words(table)
+        leaf = table.Leaf
+        start, issue = slots[:, leaf.start_ns.offset // 8], slots[:, leaf.issue_ns.offset // 8]
+        busy = (start | issue) != 0
+        last = np.maximum(start, issue).astype(np.int64)
+        old = np.flatnonzero(busy & (time.monotonic_ns() - last > layout.LOST_AFTER_S * 1_000_000_000))
+        stale = {(int(i), int(start[i]), int(issue[i])) for i in old}
+        busy = int(busy.sum())
+        self._lost_total += len(stale - self._stale)
+        self._stale = stale
+        return {"lost": self._lost_total, "in_flight_at_stop": busy - len(stale) if final else 0}
 
     def _block_misses(self):
         out = {}
@@ -316,8 +361,20 @@ def _block_probes(tracer, root):
     absent = [f"block:{tp}" for tp in needed if not tracepoint_exists("block", tp, root)]
     if absent:
         raise KernelUnsupported(absent, "ioltrace needs the block tracepoints (CONFIG_BLK_DEV_IO_TRACE or CONFIG_TRACEPOINTS)")
-    tracer.tracepoints += [f"block:{tp}" for tp in needed]
-    return Probes([], lambda b: None)   # TRACEPOINT_PROBE attaches itself
+    # The typed request path (layers.BLOCK's probe set "raw") when the
+    # kernel's BTF gives every offset it reads (or --probes raw); else the
+    # classic tracepoint records. Either attaches itself (*TRACEPOINT_PROBE).
+    tracer.path = probepath.choose(probepath.MODES[tracer.opts.probes or 0])
+    if tracer.path.kind != "raw":
+        tracer.tracepoints += [f"block:{tp}" for tp in needed]
+        return Probes([], lambda b: None)
+    flags = tracer.path.cflags()
+    # block_rq_merge frees the slot of a request merged into another, which
+    # never completes; kernels without it leave such slots to the lost sweep.
+    if tracepoint_exists("block", "block_rq_merge", root):
+        needed, flags = needed + ["block_rq_merge"], flags + ["-DIOLT_RQ_MERGE"]
+    tracer.tracepoints += [f"raw block:{tp}" for tp in needed]
+    return Probes(flags, lambda b: None, layer_decls.BLOCK.probe_set("raw").source)
 
 
 def _syscall_probes(tracer, root):
@@ -355,10 +412,11 @@ def _loop_probes(tracer, root):
 _PROBES = {"block": _block_probes, "syscall": _syscall_probes, "loop": _loop_probes}
 
 
-def check_layout(b, layer):
-    """Every map of the layer as compiled has the key and value sizes
-    layout.py decodes with; a header drift would misread every entry."""
-    for m in layer.maps:
+def check_layout(b, layer, source=None):
+    """Every map of the layer as the C program `source` (None: the layer's
+    own) compiled it has the key and value sizes layout.py decodes with; a
+    header drift would misread every entry."""
+    for m in layer.maps_of(source):
         table = b[m.name]
         for part, ctype in (("Key", m.key), ("Leaf", m.value)):
             got = ctypes.sizeof(getattr(table, part))
@@ -425,6 +483,28 @@ def compile_bpf(BPF, paths, flags, verbose):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+# Seconds between in-flight sweeps (Tracer._sweep); range 0.1..LOST_AFTER_S/2.
+SWEEP_EVERY_S = 5.0
+
+
+def _array_words(table):
+    """The values of an array map as a (max_entries, value size / 8) uint64
+    array: one BPF_MAP_LOOKUP_BATCH (Linux 5.6) into one buffer, as Python
+    objects per slot cost ~0.1 s for 64Ki slots; else slot by slot."""
+    from bcc.libbcc import lib
+
+    n, size = int(table.max_entries), ctypes.sizeof(table.Leaf)
+    keys, vals = (ctypes.c_uint32 * n)(), ctypes.create_string_buffer(size * n)
+    out, cnt = ctypes.c_uint32(0), ctypes.c_uint32(n)
+    lib.bpf_lookup_batch(table.map_fd, None, ctypes.byref(out), keys, vals, ctypes.byref(cnt))
+    if cnt.value == n:
+        return np.frombuffer(vals, dtype=np.uint64).reshape(n, size // 8)
+    words = np.zeros((n, size // 8), dtype=np.uint64)
+    for k, v in table.items():
+        words[k.value] = np.frombuffer(bytes(v), dtype=np.uint64)
+    return words
 
 
 def _items(table):

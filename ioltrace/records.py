@@ -15,6 +15,7 @@ class Key(NamedTuple):
     tid: int
     dev: int
     op: int
+    blkcg: int = 0  # v1 blkio cgroup the kernel charged (typed path only); 0: unknown
 
 
 class Totals(NamedTuple):

@@ -67,6 +67,7 @@ class Resolver:
         self._cg_root_known = cgroup_root is not None
         self._disk_names = {}
         self._cg_paths = {}
+        self._v1_paths = {}   # controller -> {kernfs id: path}; removed groups keep their names
         self._walked_at = None
         self._procs = {}    # pid -> {"comm"|"cmdline"|"cgroup": text}, oldest first
 
@@ -208,6 +209,23 @@ class Resolver:
                 continue    # removed while walking
         # update, not replace: removed cgroups keep their names.
         self._cg_paths.update(found)
+
+    def cgroup_v1_path(self, cgid: int, controller: str = "blkio") -> str | None:
+        """Path of a v1 cgroup by its kernfs id (the inode of its directory
+        under the controller's mount), or None."""
+        paths = self._v1_paths.setdefault(controller, {})
+        if cgid not in paths:
+            root = self.cgroup_v1_root(controller)
+            stack = [(root, "")] if root else []
+            while stack:
+                d, rel = stack.pop()
+                try:
+                    paths[os.stat(d).st_ino] = rel or "/"
+                    with os.scandir(d) as it:
+                        stack.extend((e.path, f"{rel}/{e.name}") for e in it if e.is_dir(follow_symlinks=False))
+                except OSError:
+                    continue
+        return paths.get(cgid)
 
     def cgroup_filter(self, path: str) -> tuple[int, int]:
         """--cgroup PATH -> (cgroup id, level) for bpf_get_current_ancestor_cgroup_id(level)."""

@@ -68,6 +68,8 @@ def banner(tracer, verbose, out=None, end_line=None):
             " (block_io_start absent: kernel < 6.5)" if tracer.start_tp == "block_rq_insert" else "")
     out.write(f"{tracer.describe()}{start}; headers: {tracer.headers.kind}\n")
     if verbose:
+        if getattr(tracer, "path", None) is not None:   # the block layer's probe path
+            out.write(tracer.path.describe() + "\n")
         out.write(f"headers: {tracer.headers.detail}\n")
         out.write(f"compiled and attached in {tracer.compile_s:.2f}s\n")
     out.write((end_line or ending()) + "\n")
@@ -110,6 +112,8 @@ def run(tracer, interval, count, on_interval, stopper, child=None, wait=None, on
             if child is not None and child.poll() is not None:
                 ok = False
             done = not ok or (count is not None and n >= count)
+        if done and hasattr(tracer, "stopping"):
+            tracer.stopping()   # the next snapshot counts what is still in flight
         cur = tracer.snapshot()
         wall = time.time()
         on_interval(maps.delta(cur, prev), prev_wall, wall, done)

@@ -10,7 +10,7 @@ CSV and JSON lines are export/'s.
 import os
 from dataclasses import dataclass
 
-from .. import group, layers, layout, loader
+from .. import group, layers, layout, loader, probepath
 from ..errors import BadInput
 from ..export.paths import STDOUT, same_output
 from . import refuse_unused
@@ -56,6 +56,7 @@ class Traced(Filters):
     """What every command on the block/syscall tracer has (cli.tracer_options)."""
 
     keep_exited: float = layout.DEFAULT_KEEP_EXITED_S
+    probes: str = "auto"    # block probes: auto, raw or classic (probepath.MODES)
     layer: str = "block"    # block, syscall or both
     syscalls: tuple = layout.DEFAULT_SYSCALLS
     by: str = "process"
@@ -182,7 +183,8 @@ def json_to_stdout(opts):
 def open_tracer(opts, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = chosen_layers(opts)
-    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread", **extra)
+    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread",
+                           probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
                          keep_exited=opts.keep_exited)
 

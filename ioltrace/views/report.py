@@ -8,7 +8,7 @@ per time window. Returns lines or a string; never reads files or prints.
 import csv
 import io
 
-from .. import cgnames, fmt, hist, layers, layout, stats
+from .. import cgnames, fmt, hist, layers, stats
 from ..recording import Series, stages_of
 from .hist import footer, render_hist, title
 
@@ -21,7 +21,7 @@ CSV_FIELDS = ("kind", "key", "name", "workload", "disk", "op", "layer", "stage",
 def kernel_footer(counters):
     """The footer of the live views: non-zero counters that mean lost or
     degraded data, and any this version does not know (a newer recorder's)."""
-    known = {n for layer in layers.ALL for n in layer.counters} | set(layout.MISSED_COUNTERS)
+    known = {n for layer in layers.ALL for n in layer.counters + layer.derived}
     alarms = set(layers.ALARM_COUNTERS)
     return footer(counters, sorted(k for k, v in counters.items() if v and (k in alarms or k not in known)))
 

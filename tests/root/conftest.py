@@ -230,9 +230,10 @@ class Ioltrace:
 
     BANNER = "Tracing"  # "Tracing block I/O...", "Tracing..." (loop)
 
-    def __init__(self, args, cwd=REPO, env=None, wait=True):
+    def __init__(self, args, cwd=REPO, env=None, wait=True, prefix=()):
         self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-m", "ioltrace", *args], cwd=cwd, env=env,
+        # prefix: a command that starts ioltrace (setpriv, for a bounding set)
+        self.proc = subprocess.Popen([*prefix, sys.executable, "-m", "ioltrace", *args], cwd=cwd, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.stdout, self.stderr = Stream(self.proc.stdout), Stream(self.proc.stderr)

@@ -353,17 +353,6 @@ def unit_capabilities():
     raise AssertionError("packaging/ioltrace.service has no CapabilityBoundingSet=")
 
 
-class _Bounded(Ioltrace):
-    """ioltrace started through a prefix command (setpriv)."""
-
-    def __init__(self, prefix, args):
-        self.args = args
-        self.proc = subprocess.Popen(prefix + [sys.executable, "-m", "ioltrace", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.out = self.err = ""
-        self._wait_banner()
-
-
 def test_serve_needs_no_more_than_the_units_capability_bounding_set(loopdev, make_cgroup):
     """Started as root with only the unit's CapabilityBoundingSet (as systemd
     would: setpriv sets the bounding set, root's permitted set follows it at
@@ -373,8 +362,8 @@ def test_serve_needs_no_more_than_the_units_capability_bounding_set(loopdev, mak
     bounding = "-all," + ",".join("+" + c.removeprefix("CAP_").lower() for c in caps)
     cg = make_cgroup("unitcaps")
     port = free_port()
-    t = _Bounded(["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--"],
-                 ["serve", "--listen", f"127.0.0.1:{port}", "--disk", loopdev.name])
+    t = Ioltrace(["serve", "--listen", f"127.0.0.1:{port}", "--disk", loopdev.name],
+                 prefix=["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all", "--"])
     try:
         assert "running as nobody" in t.banner
         assert_dropped(t.proc.pid, pwd.getpwnam("nobody").pw_uid)

@@ -147,7 +147,10 @@ def stop_group(proc):
 
 def _progs():
     progs = json.loads(sh("bpftool", "-j", "prog", "show"))
-    return {p["id"] for p in progs if p.get("name", "").startswith(("tracepoint__bl", "tracepoint_bloc", "sc_e"))}
+    # Raw tracepoint programs (the typed request path) are named
+    # raw_tracepoint__block_* or, by bcc at times, by the bare tracepoint.
+    return {p["id"] for p in progs if p.get("name", "").startswith(
+        ("tracepoint__bl", "tracepoint_bloc", "sc_e", "raw_tracepoint_", "block_io_start", "block_rq_"))}
 
 
 def _still_loaded(ours, timeout=60):

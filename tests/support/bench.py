@@ -268,7 +268,11 @@ def maps_by_name(pid, names):
 
 
 def map_entries(map_id):
-    return len(json.loads(sh("bpftool", "-j", "map", "dump", "id", str(map_id)) or "[]"))
+    """Distinct keys in a map. A dump walks the map key by key, and when the
+    key it stands on is deleted meanwhile (folding) the walk starts over, so
+    the same entry can be listed twice: count each key once."""
+    dump = json.loads(sh("bpftool", "-j", "map", "dump", "id", str(map_id)) or "[]")
+    return len({json.dumps(e.get("key", e.get("formatted", {}).get("key")), sort_keys=True) for e in dump})
 
 
 # ---------------------------------------------------------------- tracers
@@ -357,7 +361,8 @@ class Ioltrace(Tracer):
                 if BANNER in buf:
                     self.stderr = buf
                     self.prog_ids = {i for i, (name, _, _) in prog_stats(prog_ids_of(self.proc.pid)).items()
-                                     if name.startswith("tracepoint__block")}
+                                     # bcc names raw tracepoint programs by the bare tracepoint at times
+                                     if name.startswith(("tracepoint__block", "raw_tracepoint__block", "block_"))}
                     return now - self.t_spawn
         except BaseException:
             self.stop()

@@ -90,14 +90,28 @@ class _Table:
         self.Key, self.Leaf = key, leaf
 
 
-@pytest.mark.parametrize("layer", layers.ALL, ids=lambda layer: layer.name)
-def test_check_layout_checks_every_map(layer):
-    good = {m.name: _Table(m.key, m.value) for m in layer.maps}
-    loader.check_layout(good, layer)
-    for m in layer.maps:
+PROGRAMS = [(layer, source) for layer in layers.ALL
+            for source in (layer.source,) + tuple(p.source for p in layer.probe_sets)]
+
+
+@pytest.mark.parametrize("layer,source", PROGRAMS, ids=lambda x: getattr(x, "name", x))
+def test_check_layout_checks_every_map(layer, source):
+    good = {m.name: _Table(m.key, m.value) for m in layer.maps_of(source)}
+    loader.check_layout(good, layer, source)
+    for m in layer.maps_of(source):
         bad = dict(good, **{m.name: _Table(m.key, ctypes.c_char * (ctypes.sizeof(m.value) + 8))})
         with pytest.raises(CompileFailed, match=f"map {m.name} value"):
-            loader.check_layout(bad, layer)
+            loader.check_layout(bad, layer, source)
+
+
+def test_the_raw_probe_set_checks_its_own_in_flight_slots():
+    """The typed path's slots (iolt_rqp) differ from the classic ones: each
+    program's maps are checked against its own declaration."""
+    raw = layers.BLOCK.probe_set("raw").source
+    assert layers.BLOCK.maps_of(raw) != layers.BLOCK.maps
+    classic = {m.name: _Table(m.key, m.value) for m in layers.BLOCK.maps}
+    with pytest.raises(CompileFailed, match="map inflight value"):
+        loader.check_layout(classic, layers.BLOCK, raw)
 
 
 def test_loop_view_names_steps_and_shows_full_maps():

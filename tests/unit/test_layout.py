@@ -23,7 +23,9 @@ HEADER = REPO / "bpf" / "ioltrace.h"
 # struct name in C -> (layout.py class, field names in C order)
 STRUCTS = {
     "iolt_rq": (layout.Rq, ("sector", "dev", "tgid", "start_ns", "issue_ns", "cgid", "comm", "tid", "_pad")),
-    "iolt_stat_key": (layout.StatKey, ("cgid", "tgid", "tid", "dev", "op")),
+    "iolt_stat_key": (layout.StatKey, ("cgid", "tgid", "tid", "dev", "op", "blkcg")),
+    "iolt_rqp": (layout.Rqp, ("rq", "start_ns", "issue_ns", "cgid", "blkcg", "comm", "tgid", "tid", "dev", "op",
+                              "left", "_pad")),
     "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm")),
     "iolt_hist_key": (layout.HistKey, ("k", "stage", "bucket")),
     "iolt_err_key": (layout.ErrKey, ("k", "err", "_pad")),
@@ -163,7 +165,8 @@ def test_constants_match_header(c_facts):
     assert consts["IOLT_NBUCKETS"] == 1025  # as the header's comment says
     assert (layout.STAGE_QUEUE, layout.STAGE_DEVICE, layout.STAGE_TOTAL) == (
         consts["IOLT_STAGE_QUEUE"], consts["IOLT_STAGE_DEVICE"], consts["IOLT_STAGE_TOTAL"])
-    assert set(layout.ALARM_COUNTERS) <= set(layout.COUNTERS) | set(layout.MISSED_COUNTERS)
+    assert set(layout.ALARM_COUNTERS) <= set(layout.COUNTERS) | set(layout.MISSED_COUNTERS) | set(
+        layout.SWEEP_COUNTERS)
 
 
 @pytest.mark.parametrize("cname", STRUCTS)
@@ -175,13 +178,19 @@ def test_struct_layout_matches_gcc(c_facts, cname):
     assert {f: getattr(cls, f).offset for f in fields} == {f: offs[(cname, f)] for f in fields}
 
 
+def _programs():
+    """(layer, C source) of every layer's own program and of its probe sets."""
+    return [(layer, source) for layer in layers.ALL
+            for source in (layer.source,) + tuple(p.source for p in layer.probe_sets)]
+
+
 def test_every_layer_map_is_declared_in_its_program():
-    """Each layers.py declaration names exactly the maps its C program
-    defines, with the struct types layout.py decodes (by name), and a
-    counter array as long as the declared counters."""
+    """Each layers.py declaration names exactly the maps its C program (and
+    each program of its probe sets) defines, with the struct types layout.py
+    decodes (by name), and a counter array as long as the declared counters."""
     ctype_of = {cls: c for c, (cls, _) in STRUCTS.items()}
-    for layer in layers.ALL:
-        src = (REPO / "bpf" / layer.source).read_text()
+    for layer, source in _programs():
+        src = (REPO / "bpf" / source).read_text()
         by_name = {}
         for macro, args in re.findall(r"^BPF_(F_TABLE|HASH|ARRAY)\((.*?)\);", src, re.M):
             parts = [p.strip() for p in args.split(",")]
@@ -191,8 +200,8 @@ def test_every_layer_map_is_declared_in_its_program():
                 by_name[parts[0]] = (parts[1], parts[2])
             else:                       # (name, value, size): u32 index
                 by_name[parts[0]] = ("u32", parts[1])
-        assert set(by_name) == {m.name for m in layer.maps}, layer.name
-        for m in layer.maps:
+        assert set(by_name) == {m.name for m in layer.maps_of(source)}, source
+        for m in layer.maps_of(source):
             key, value = by_name[m.name]
             for c, cls in ((key, m.key), (value, m.value)):
                 if c.startswith("struct "):
@@ -201,7 +210,10 @@ def test_every_layer_map_is_declared_in_its_program():
                     assert ctypes.sizeof(cls) == {"u32": 4, "u64": 8}[c], (m.name, c)
         assert layer.counters_map in by_name
         assert all(m.full is None or m.full in layer.counters for m in layer.maps)
-        assert set(layer.alarms) <= set(layer.counters) | set(layout.MISSED_COUNTERS)
+        assert set(layer.alarms) <= set(layer.counters) | set(layer.derived)
+        if layer.inflight:   # Tracer._sweep reads these two fields of every slot
+            value = layer.maps_of(source)[[m.name for m in layer.maps_of(source)].index(layer.inflight)].value
+            assert {"start_ns", "issue_ns"} <= {f for f, _ in value._fields_}, source
 
 
 def test_program_entry_points_match_python():
