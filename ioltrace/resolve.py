@@ -197,18 +197,8 @@ class Resolver:
         # A cgroup v2 id is the inode number of its directory (64-bit kernels
         # since 5.5). st_ino rather than DirEntry.inode(): on overlayfs, where
         # tests may run, d_ino can differ from st_ino.
-        found = {}
-        stack = [(root, "")]
-        while stack:
-            d, rel = stack.pop()
-            try:
-                found[os.stat(d).st_ino] = rel or "/"
-                with os.scandir(d) as it:
-                    stack.extend((e.path, f"{rel}/{e.name}") for e in it if e.is_dir(follow_symlinks=False))
-            except OSError:
-                continue    # removed while walking
         # update, not replace: removed cgroups keep their names.
-        self._cg_paths.update(found)
+        self._cg_paths.update(_paths_by_inode(root))
 
     def cgroup_v1_path(self, cgid: int, controller: str = "blkio") -> str | None:
         """Path of a v1 cgroup by its kernfs id (the inode of its directory
@@ -216,15 +206,8 @@ class Resolver:
         paths = self._v1_paths.setdefault(controller, {})
         if cgid not in paths:
             root = self.cgroup_v1_root(controller)
-            stack = [(root, "")] if root else []
-            while stack:
-                d, rel = stack.pop()
-                try:
-                    paths[os.stat(d).st_ino] = rel or "/"
-                    with os.scandir(d) as it:
-                        stack.extend((e.path, f"{rel}/{e.name}") for e in it if e.is_dir(follow_symlinks=False))
-                except OSError:
-                    continue
+            if root:
+                paths.update(_paths_by_inode(root))
         return paths.get(cgid)
 
     def cgroup_filter(self, path: str) -> tuple[int, int]:
@@ -294,3 +277,19 @@ class Resolver:
 
     def pid_exists(self, pid: int) -> bool:
         return int(pid) > 0 and os.path.isdir(f"{self.proc_root}/{int(pid)}")
+
+
+def _paths_by_inode(root):
+    """{inode: path relative to root ("/" for root)} of every directory of a
+    cgroup tree: a cgroup's id is the inode number of its directory."""
+    found = {}
+    stack = [(root, "")]
+    while stack:
+        d, rel = stack.pop()
+        try:
+            found[os.stat(d).st_ino] = rel or "/"
+            with os.scandir(d) as it:
+                stack.extend((e.path, f"{rel}/{e.name}") for e in it if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue    # removed while walking
+    return found

@@ -118,11 +118,7 @@ def _weights(opts, resolver, out):
         out.write("\n" + "\n".join(experiment.wrap(lines)) + "\n")
         out.flush()
     finally:
-        experiment.stop(readers)
-        if groups is not None:
-            groups.remove()
-        if loop is not None:
-            loop.close()
+        _clean_up(readers, groups, loop)
     return 0
 
 
@@ -167,9 +163,14 @@ def _throttle(opts, resolver, out):
         out.write("\n" + "\n".join(experiment.wrap(lines)) + "\n")
         out.flush()
     finally:
-        experiment.stop(readers)
-        if groups is not None:
-            groups.remove()
-        if loop is not None:
-            loop.close()
+        _clean_up(readers, groups, loop)
     return 0
+
+
+def _clean_up(readers, groups, loop):
+    """Readers, then their cgroups, then the device: whatever was made."""
+    experiment.stop(readers)
+    if groups is not None:
+        groups.remove()
+    if loop is not None:
+        loop.close()

@@ -484,7 +484,7 @@ def update_results(name, title, body, env):
     """Replace (or append) this script's section of RESULTS.md."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     meta = (f"- date: {env['date']}\n- kernel: {env['kernel']}, {env['cpus']} CPUs; {env['fio']}; {env['bpftrace']}\n"
-            f"- commit: {env['commit']}\n- command: `{command_line()}` (cwd {REPO})\n")
+            f"- commit: {env['commit']}\n- command: `{command_line()}`, from the repository root\n")
     section = f"{begin}\n## {title}\n\n{meta}\n{body.rstrip()}\n{end}\n"
     try:
         text = RESULTS.read_text()
