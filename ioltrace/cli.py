@@ -64,7 +64,7 @@ examples:
   ioltrace report run.csv                        # every key and stage
   ioltrace report run.csv --by disk --stage device
   ioltrace report a.csv b.csv --interval 10      # percentiles per 10 s window
-  ioltrace report run.csv --format json          # the schema in README.md
+  ioltrace report run.csv --format json          # the schema in docs/FORMATS.md
 """
 
 EPILOG_COMPARE = """Process and thread recordings are compared by command name (--by comm),

@@ -6,7 +6,7 @@ Numbers that do not exist (percentiles of an empty histogram) are null, as
 JSON has no NaN. LinesWriter writes the live commands' --json: one KEY per
 key per interval. Knows nothing of terminals.
 
-Schema "ioltrace-report/1" (README.md, "Reports, comparisons and plots"):
+Schema "ioltrace-report/1" (docs/FORMATS.md, "JSON (`--format json`)"):
 
     {"schema": "ioltrace-report/1",
      "sources": [path, ...],           # recordings read

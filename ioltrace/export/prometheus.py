@@ -492,7 +492,7 @@ class Exporter:
     def _render_kernel(self, out, snap, om):
         self._head(out, "ioltrace_kernel_events", "counter",
                    "Diagnostic counters of the kernel side: requests it could not track or record "
-                   "(see the README's table).", om)
+                   "(see docs/RELIABILITY.md).", om)
         names = list(layout.COUNTERS) + sorted(n for n in snap.counters if n not in layout.COUNTERS)
         for name in names:
             out.append(f'ioltrace_kernel_events_total{{event="{escape(name)}"}} {int(snap.counters.get(name, 0))}')

@@ -291,7 +291,7 @@ def _device_completions(loop):
 
 
 def test_counted_ios_are_device_completions_minus_unmatched_and_missed_complete(loopdev, ioltrace, tmp_path):
-    """README's formula, exactly: reads, writes and a flush on a private disk."""
+    """The formula of docs/RELIABILITY.md, exactly: reads, writes and a flush on a private disk."""
     csv_path = tmp_path / "run.csv"
     t = ioltrace("hist", "--by", "disk", "--disk", loopdev.name, "--csv", csv_path)
     before = _device_completions(loopdev)

@@ -1,6 +1,7 @@
-"""README's exactness formula is the one the kernel side implements: the
-counters block_rq_complete bumps when it does not count a completion
-(bpf/block.bpf.c) plus the completion program's recursion misses."""
+"""The exactness formula docs/RELIABILITY.md states is the one the kernel
+side implements: the counters block_rq_complete bumps when it does not
+count a completion (bpf/block.bpf.c) plus the completion program's
+recursion misses."""
 
 import re
 from pathlib import Path
@@ -10,10 +11,10 @@ from ioltrace import layout
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_readme_formula_names_exactly_the_uncounted_counters():
-    text = " ".join(REPO.joinpath("README.md").read_text().split())
+def test_documented_formula_names_exactly_the_uncounted_counters():
+    text = " ".join(REPO.joinpath("docs", "RELIABILITY.md").read_text().split())
     m = re.search(r"ios counted = the device's completed requests((?: − `\w+`)+)", text)
-    assert m, "README states the formula"
+    assert m, "docs/RELIABILITY.md states the formula"
     assert tuple(re.findall(r"`(\w+)`", m.group(1))) == layout.UNCOUNTED_COUNTERS
 
 
