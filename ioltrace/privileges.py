@@ -229,7 +229,10 @@ def drop(t, map_fd, prog_fd=None):
     # at all; check every one rather than assume.
     mask = sum(1 << c for c in keep)
     for tid in os.listdir("/proc/self/task"):
-        uid, eff = status_caps(f"self/task/{tid}")
+        try:
+            uid, eff = status_caps(f"self/task/{tid}")
+        except (FileNotFoundError, ProcessLookupError):
+            continue    # a thread that ended after the listing
         if uid != t.uid or eff & ~mask:
             raise DropFailed(f"thread {tid} kept uid {uid} or capabilities {eff:#x}", 1)
     return Dropped(t.name, t.uid, keep, why)

@@ -69,7 +69,10 @@ def assert_dropped(pid, uid):
     assert (st["CapEff"], st["CapPrm"], st["CapInh"], st["CapAmb"]) == (want, want, 0, 0), st
     assert st["CapBnd"] == want, st
     for tid in os.listdir(f"/proc/{pid}/task"):
-        t = status(f"{pid}/task/{tid}")
+        try:
+            t = status(f"{pid}/task/{tid}")
+        except (FileNotFoundError, ProcessLookupError):
+            continue    # a thread that ended after the listing
         assert t["uid"] == (uid,) * 4 and t["CapEff"] & ~want == 0, (tid, t)
     return want
 
