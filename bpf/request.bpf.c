@@ -33,6 +33,9 @@ BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_EN
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
 BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
+/* Bios of requests the flush machinery takes (IOLT_FLUSH_BIOS, below);
+ * declared on every kernel so that the map set is one. */
+BPF_F_TABLE("lru_hash", u64, struct iolt_rqp, flushbios, 1024, 0);
 
 #define READ(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (const char *)(base) + (off))
 
@@ -290,6 +293,58 @@ RAW_TRACEPOINT_PROBE(block_rq_insert)
 }
 #endif
 
+#ifdef IOLT_FLUSH_BIOS
+/* REQ_FUA | REQ_PREFLUSH: bits 17 and 18 of enum req_flag_bits on every
+ * kernel this block serves (4.10 .. 6.4, the kernels without block_io_start). */
+#define IOLT_REQ_FLUSHING ((1u << 17) | (1u << 18))
+/* Before block_io_start (6.5), a request carrying a flush (REQ_PREFLUSH or
+ * REQ_FUA) goes from blk_mq_submit_bio() straight into the flush machinery
+ * (blk_insert_flush()): it is neither inserted nor issued (the queue's
+ * flush_rq is, and counts as the flush), yet it completes and the disk
+ * counts it (an empty flush as a write of 0 bytes). Its bio is noted at
+ * block_getrq, just before blk_mq_bio_to_request() binds it to the
+ * request, and found again at completion through rq->bio. */
+
+RAW_TRACEPOINT_PROBE(block_getrq)
+{
+	void *bio = (void *)ctx->args[0];
+	u32 opf = 0;
+	if (!bio)
+		return 0;
+	READ(opf, bio, IOLT_OFF_BIO_OPF);
+	if (!(opf & IOLT_REQ_FLUSHING))
+		return 0;
+	struct rq_fields f = {.bio = bio, .flags = opf};
+	struct iolt_rqp p = {};
+	/* The disk is checked at completion, where rq->q is known. */
+	if (attribute(&f, &p, 1))
+		return 0;
+	p.op = rq_op(&f);
+	p.start_ns = bpf_ktime_get_ns();
+	u64 key = (u64)bio;
+	flushbios.update(&key, &p);
+	return 0;
+}
+
+/* The slot of a flush-machinery request at its completion, or 0. */
+static __always_inline struct iolt_rqp *flush_seq(void *rqptr, struct rq_fields *f, u32 dev)
+{
+	if (!f->bio)
+		return 0;
+	u64 key = (u64)f->bio;
+	struct iolt_rqp *noted = flushbios.lookup(&key);
+	if (!noted)
+		return 0;
+	struct iolt_rqp p = *noted;
+	flushbios.delete(&key);
+	p.rq = (u64)rqptr;
+	p.dev = dev;
+	p.left = 0;
+	claim(&p);
+	return find((u64)rqptr);
+}
+#endif
+
 RAW_TRACEPOINT_PROBE(block_rq_issue)
 {
 	void *rq = (void *)ctx->args[0];
@@ -354,15 +409,21 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	void *rqptr = (void *)ctx->args[0];
 	struct iolt_rqp *rq = find((u64)rqptr);
 	if (!rq) {
-#ifndef IOLT_TASK_FILTER
-		/* Classic path parity: only the wanted disk's strays count. */
 		struct rq_fields f = {};
 		rq_read(rqptr, &f);
 		u32 dev = rq_dev(&f);
-		if (dev_wanted(dev, &f))
+		if (!dev_wanted(dev, &f))
+			return 0;
+#ifdef IOLT_FLUSH_BIOS
+		rq = flush_seq(rqptr, &f, dev);
+#endif
+		if (!rq) {
+#ifndef IOLT_TASK_FILTER
+			/* Classic path parity: only the wanted disk's strays count. */
 			count(IOLT_CNT_UNMATCHED);
 #endif
-		return 0;
+			return 0;
+		}
 	}
 	u32 nr_bytes = (u32)ctx->args[2];
 	/* left is 0 when the issue was not seen (a recursion miss): the

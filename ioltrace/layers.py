@@ -111,11 +111,13 @@ class Layer:
     def maps_of(self, source=None):
         """Every map as the C program `source` declares it (None: the
         layer's own): the layer's maps, with those a probe set redeclares
-        replaced."""
+        replaced, then the probe set's own."""
         if source in (None, self.source):
             return self.maps
         changed = {m.name: m for m in next(p for p in self.probe_sets if p.source == source).maps}
-        return tuple(changed.get(m.name, m) for m in self.maps)
+        own = {m.name for m in self.maps}
+        added = tuple(m for m in changed.values() if m.name not in own)
+        return tuple(changed.get(m.name, m) for m in self.maps) + added
 
 
 BLOCK = Layer(
@@ -134,7 +136,11 @@ BLOCK = Layer(
     # The typed request path: raw tracepoints reading struct request at
     # offsets from the kernel's BTF (probepath.py), in-flight slots keyed by
     # the request pointer (struct iolt_rqp) and the charged cgroup in the key.
-    probe_sets=(ProbeSet("raw", "request.bpf.c", maps=(Map("inflight", U32, layout.Rqp),)),),
+    # flushbios (kernels before block_io_start): an LRU hash of the bios of
+    # requests the flush machinery takes, by bio pointer; it evicts, never
+    # refuses, and a request it lost completes as "unmatched".
+    probe_sets=(ProbeSet("raw", "request.bpf.c", maps=(Map("inflight", U32, layout.Rqp),
+                                                       Map("flushbios", U64, layout.Rqp))),),
     inflight="inflight",
     counters=layout.COUNTERS, alarms=layout.ALARM_COUNTERS,
     derived=layout.MISSED_COUNTERS + layout.SWEEP_COUNTERS,

@@ -373,6 +373,10 @@ def _block_probes(tracer, root):
     # never completes; kernels without it leave such slots to the lost sweep.
     if tracepoint_exists("block", "block_rq_merge", root):
         needed, flags = needed + ["block_rq_merge"], flags + ["-DIOLT_RQ_MERGE"]
+    # Without block_io_start, a request sent into the flush machinery is
+    # seen only at its completion: block_getrq notes its bio (request.bpf.c).
+    if tracer.start_tp == "block_rq_insert" and tracepoint_exists("block", "block_getrq", root):
+        needed, flags = needed + ["block_getrq"], flags + ["-DIOLT_FLUSH_BIOS"]
     tracer.tracepoints += [f"raw block:{tp}" for tp in needed]
     return Probes(flags, lambda b: None, layer_decls.BLOCK.probe_set("raw").source)
 

@@ -32,6 +32,7 @@ OFFSETS = {
     "IOLT_OFF_DISK_MAJOR": ("gendisk", "major", 4),
     "IOLT_OFF_DISK_FIRST_MINOR": ("gendisk", "first_minor", 4),
     "IOLT_OFF_BIO_BLKG": ("bio", "bi_blkg", 8),
+    "IOLT_OFF_BIO_OPF": ("bio", "bi_opf", 4),
     "IOLT_OFF_BLKG_BLKCG": ("blkcg_gq", "blkcg", 8),
     "IOLT_OFF_BLKCG_CGROUP": ("blkcg", "css.cgroup", 8),
     "IOLT_OFF_CGROUP_KN": ("cgroup", "kn", 8),

@@ -14,7 +14,7 @@ KERNEL = {
                 ("bio", 56, "ptr")],
     "request_queue": [("disk", 104, "ptr")],
     "gendisk": [("major", 0, "u32"), ("first_minor", 4, "u32")],
-    "bio": [("bi_blkg", 72, "ptr")],
+    "bio": [("bi_opf", 16, "u32"), ("bi_blkg", 72, "ptr")],
     "blkcg_gq": [("blkcg", 40, "ptr")],
     "cgroup_subsys_state": [("cgroup", 0, "ptr")],
     "blkcg": [("css", 0, "cgroup_subsys_state")],
