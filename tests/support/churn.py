@@ -1,27 +1,6 @@
-"""Process churn: many short-lived processes, bounded memory, exact totals.
-
-What it measures: N processes (default 20,000), each writing one 4 KiB block
-with O_DIRECT to a loop device and exiting, spread evenly over S seconds
-(scripts/churn_writer.py, in a cgroup v2 child of its own), traced by
-`ioltrace hist 1 --by process --disk LOOP --json FILE --keep-exited K`.
-Sampled every second: ioltrace's VmRSS (/proc/PID/status) and the entries of
-its kernel maps stats and hist (`bpftool -j map dump`). At the end: the
-bytes and I/Os of every JSON line summed over all keys, against the bytes
-the writer's children wrote (each child's exit status says whether its
-pwrite was whole); the kernel counters summed over the intervals; which
-keys were seen (own pids, the cgroup's "exited" key, the "other" key of a
-full stats map).
-
-`--keep-exited forever` is the behaviour before folding: the maps keep one
-key per process, until the stats map fills and the rest go to "other".
-IOLTRACE_STATS_ENTRIES (--stats-entries) shrinks the stats map to show that.
-
-Run: sudo /usr/bin/python3 benchmarks/churn.py [--processes 20000] [--seconds 120]
-         [--keep-exited 10] [--compare]   (--compare: also forever, same load)
-
-Everything it makes (the writer and its children, the cgroup, the loop
-device, its backing file, the JSON file) is removed on the way out, also on
-Ctrl-C and SIGTERM.
+"""The churn driver shared by benchmarks/churn.py (its docstring says what is
+measured, how, and how to run it) and tests/root/test_churn.py (its CI
+version).
 """
 
 import json

@@ -1,31 +1,6 @@
-"""Long runs do not drift: `ioltrace top -b --csv` for N minutes under a steady fio mix.
-
-What it measures: whether anything ioltrace keeps grows with time while the
-set of things it traces stays the same: the user-space process's resident
-memory (VmRSS) and the number of entries in its kernel maps (stats, hist,
-errs: hash maps that only grow when a new key or histogram cell appears);
-and whether the recording is complete: the CSV parses with
-`ioltrace.export.csv.read`, and its intervals tile the run (each
-interval_start equals the previous interval_end: no gaps, no overlaps).
-
-How: a loop device with direct I/O over a filled file in /dev/shm; two
-cgroup v2 children under the v2 root (/sys/fs/cgroup/unified on hybrid
-hosts, else /sys/fs/cgroup), each running one rate-limited fio job (4k
-randrw, 70% reads, libaio QD4, --iops per job split 70/30 into fio's
---rate_iops=READ,WRITE, direct=1) on that device for the whole run. Once
-fio runs, `python -m ioltrace top -b --disk LOOP --csv FILE` starts (the
-disk filter keeps other I/O on this shared machine out of the maps, so the
-set of keys is fixed: same keys, same entries). Every 10 s: VmRSS from
-/proc/PID/status and the entry counts of the process's maps (found through
-/proc/PID/fdinfo map_id, counted with `bpftool -j map dump id N`). After N
-minutes ioltrace gets SIGINT; its CSV is checked. Slopes are a
-least-squares line over the second half of the samples (after warm-up), per
-minute.
-
-Run: sudo /usr/bin/python3 benchmarks/soak.py [--minutes 30] [--iops 2000] [--interval 1]
-
-Everything it makes (fio processes, cgroups, loop device, backing file, CSV
-and output files) is removed on the way out, also on Ctrl-C and SIGTERM.
+"""The soak driver shared by benchmarks/soak.py (its docstring says what is
+measured, how, and how to run it) and tests/root/test_soak.py (its 2-minute
+version).
 """
 
 import json
