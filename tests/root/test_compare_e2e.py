@@ -9,9 +9,10 @@ the test turns direct I/O off on its loop device because on the 6.18 host a
 direct-I/O loop device over tmpfs completes most reads inside the
 submitting call (recent kernels first try a loop's direct I/O without
 blocking), and then nothing queues: in two CI runs the device p50 came out
-x0.87 of iodepth 1, and fio's own clat went 70 -> 54 us. Buffered: device
-p50 x5.7 to x6.3, total x8.0 to x9.1; with four busy loops on the two CPUs,
-x7.7 and x12.
+x0.87 of iodepth 1, and fio's own clat went 70 -> 54 us. Buffered: total
+p50 x8.0 to x9.1; with four busy loops on the two CPUs, x7.7 and x12. The
+wait shows as device time on 6.1 (x5.7 to x6.3) and as queue time on 6.18
+(see the test).
 
 16 requests wait longer only if serving one takes longer than waking the
 worker: with 4 KiB reads over RAM it does not (the total mean went 32 -> 23
@@ -53,6 +54,16 @@ def compare(*args):
     return p.stdout
 
 
+def fio_clat(job):
+    """fio's completion latency: (median, mean) in ns."""
+    return job["clat_ns"]["percentile"]["50.000000"], job["clat_ns"]["mean"]
+
+
+def fio_rose(job1, job16):
+    (p50_1, mean_1), (p50_16, mean_16) = fio_clat(job1), fio_clat(job16)
+    return p50_16 >= 1.25 * p50_1 and mean_16 > mean_1
+
+
 def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
     need_tool("fio")
     # No merging: two random 512 KiB reads that happen to be adjacent in a
@@ -64,30 +75,40 @@ def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
     sh("losetup", "--direct-io=off", loopdev.path)
     with open(f"/sys/block/{loopdev.name}/loop/dio") as f:
         assert f.read().strip() == "0"
-    # Ground truth first: fio's own clat must rise, i.e. the device really
-    # queued. One CI run in five saw it fall (34 vs 60 us) on the 6.18 host;
-    # then the pair is recorded once more, and fio must see it the second time.
-    for attempt in (1, 2):
+    # Ground truth first: fio's own clat must rise, its median as well as its
+    # mean, i.e. the device really queued. One CI run in five saw the mean
+    # fall (34 vs 60 us) on the 6.18 host, and one saw the mean rise on a
+    # tail while the median fell (ioltrace's device p50 x0.76 in that run):
+    # then the pair is recorded again, up to three times, until fio's median
+    # is at least 1.25x; what ioltrace must say is then known from fio.
+    for attempt in (1, 2, 3):
         qd1, job1 = record(loopdev, tmp_path, 1)
         qd16, job16 = record(loopdev, tmp_path, 16)
-        if job16["clat_ns"]["mean"] > job1["clat_ns"]["mean"]:
+        if fio_rose(job1, job16):
             break
-    assert job16["clat_ns"]["mean"] > job1["clat_ns"]["mean"]  # fio saw it too
+    assert fio_rose(job1, job16), (fio_clat(job1), fio_clat(job16))  # fio saw it too
     doc = json.loads(compare(qd1, qd16, "--disk", loopdev.name, "--layer", "block", "--format", "json"))
     got = {c["stage"]: c for c in doc["comparisons"] if c["in"] == "both"}
-    assert {"device", "total"} <= set(got), doc["comparisons"]
+    assert {"queue", "device", "total"} <= set(got), doc["comparisons"]
     # One key (fio, its worker's reads), counted as fio counted them.
     for side, job in (("a", job1), ("b", job16)):
         [key] = [k for k in doc[side]["keys"] if k["op"] == "read"]
         assert key["name"] == "fio" and key["disk"] == loopdev.name
         assert abs(key["ios"] - job["total_ios"]) <= 0.01 * job["total_ios"], (key["ios"], job["total_ios"])
-    for stage in ("device", "total"):
+
+    def slower(stage):
         tests = {t["stat"]: t for t in got[stage]["tests"]}
-        assert tests["dist"]["significant"], tests
-        assert tests["p50"]["significant"] and tests["p50"]["ratio"] > 1, (stage, tests["p50"])
         means = [next(k for k in doc[side]["keys"] if k["op"] == "read")["latency"][stage] for side in ("a", "b")]
         assert all(m["mean_exact"] for m in means)
-        assert means[1]["mean_ns"] > means[0]["mean_ns"], (stage, means)
+        return (tests["dist"]["significant"] and tests["p50"]["significant"] and tests["p50"]["ratio"] > 1
+                and means[1]["mean_ns"] > means[0]["mean_ns"])
+
+    assert slower("total"), got["total"]
+    # Where the 16 wait depends on where the kernel fires block_rq_issue for
+    # a loop device: in loop_queue_rq on 6.1 (the wait is device time), in
+    # the loop worker on 6.18 (queue time; both probe paths agree, and the
+    # device p50 falls x0.8). Either way, one of the two stages shows it.
+    assert slower("queue") or slower("device"), (got["queue"], got["device"])
     text = compare(qd1, qd16, "--disk", loopdev.name, "--stage", "total")
     print(text)
     assert "fio  disk " + loopdev.name + "  read  total time" in text

@@ -117,20 +117,29 @@ def test_overload_counts_equal_fio_minus_dropped(loopdev, tmp_path, inflight):
         if r.key_kind == "kernel":
             kernel[r.key] += r.count
     print(f"inflight={inflight}: fio {fio_ios}, counted {counted}, kernel {kernel}")
-    # Every I/O ioltrace did not count shows in a counter: dropped (its slot
-    # was taken), or a completion the kernel did not run our program for
-    # (missed_complete: another BPF program was running on that CPU), whose
-    # stale slot a later request to that sector replaces (collision). On
-    # this kernel about 0.1% of io_uring requests on a loop device complete
-    # without a block_rq_complete at their sector (bpftrace sees the same).
+    # Every I/O ioltrace did not count shows in a counter (docs/RELIABILITY.md):
+    # ios counted = completed requests - unmatched - missed_complete, where
+    # unmatched holds the completions whose slot was gone (dropped, or
+    # issued before the probes attached) and missed_complete those the
+    # kernel did not run our program for (another BPF program was running on
+    # that CPU). On the classic path a stale slot a later request to that
+    # sector replaces shows as collision; on this kernel about 0.1% of
+    # io_uring requests on a loop device complete without a block_rq_complete
+    # at their sector (bpftrace sees the same), hence the 1% bound there.
+    # dropped says why a slot was lost, not how many completions: with two
+    # slots and four submitters, two CPUs can evict the same issued request
+    # at once and both count it (one CI run: dropped 128,521 for 125,454
+    # unmatched), so it bounds the loss from above.
     lost = fio_ios - counted
     assert lost >= 0
-    assert abs(lost - kernel["dropped"]) <= max(kernel["missed_complete"] + kernel["collision"], 0.01 * fio_ios)
+    slack = max(2 + kernel["collision"], 0.01 * fio_ios)
+    assert abs(lost - kernel["unmatched"] - kernel["missed_complete"]) <= slack, (lost, kernel)
     if inflight is None:
         # unmatched: completions of requests issued before the probes attached
         assert kernel["dropped"] == 0 and kernel["unmatched"] <= max(2, fio_ios // 10000)
         assert lost <= 0.01 * fio_ios
     else:
+        assert lost <= kernel["dropped"] + kernel["missed_complete"] + slack
         assert kernel["dropped"] > 0.5 * lost
         assert f"dropped={kernel['dropped']}" in out  # the footer shows it
 
