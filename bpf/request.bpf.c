@@ -294,9 +294,9 @@ RAW_TRACEPOINT_PROBE(block_rq_insert)
 #endif
 
 #ifdef IOLT_FLUSH_BIOS
-/* REQ_FUA | REQ_PREFLUSH: bits 17 and 18 of enum req_flag_bits on every
- * kernel this block serves (4.10 .. 6.4, the kernels without block_io_start). */
-#define IOLT_REQ_FLUSHING ((1u << 17) | (1u << 18))
+/* REQ_FUA | REQ_PREFLUSH: their bit numbers in enum req_flag_bits come
+ * from the running kernel's BTF (ioltrace/probepath.py). */
+#define IOLT_REQ_FLUSHING ((1u << IOLT_REQ_FUA_BIT) | (1u << IOLT_REQ_PREFLUSH_BIT))
 /* Before block_io_start (6.5), a request carrying a flush (REQ_PREFLUSH or
  * REQ_FUA) goes from blk_mq_submit_bio() straight into the flush machinery
  * (blk_insert_flush()): it is neither inserted nor issued (the queue's

@@ -8,7 +8,9 @@ moved bio.bi_blkg from 72 to 80 on one kernel and silently read 0), so the
 offsets come from BTF itself, read here in pure Python and passed to the
 compiler as validated -D integers. Only what offsets need is decoded: type
 kinds, names, struct/union members (bitfields, kind_flag, anonymous members)
-and the modifiers between them. It never imports bcc and never writes.
+and the modifiers between them; and enumerators by name, because flag bit
+numbers such as __REQ_FUA in enum req_flag_bits move between kernels. It
+never imports bcc and never writes.
 """
 
 import struct
@@ -70,6 +72,7 @@ class Btf:
         self._strings = bytes(data[strs_at:strs_at + str_len])
         self.types = [Type(0, "")]
         self._by_name = {}
+        self._enumerators = {}
         pos, end = types_at, types_at + type_len
         while pos < end:
             name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
@@ -96,12 +99,33 @@ class Btf:
                 if kind == ARRAY:
                     t.ref, _index, nelems = struct.unpack_from("<III", data, pos)
                     t.size = nelems
+                elif kind in (ENUM, ENUM64):
+                    self._read_enumerators(data, pos, kind, vlen, kflag)
                 pos += _extra_len(kind, vlen)
             if kind > ENUM64:
                 raise BtfError(f"unknown type kind {kind} at type {len(self.types)}")
             if name and kind in (STRUCT, UNION):
                 self._by_name.setdefault((kind, name), len(self.types))
             self.types.append(t)
+
+    def _read_enumerators(self, data, pos, kind, vlen, signed_flag):
+        """Record name -> value for each enumerator (kind_flag set: signed)."""
+        for i in range(vlen):
+            if kind == ENUM:
+                e_name, value = struct.unpack_from("<Ii" if signed_flag else "<II", data, pos + 8 * i)
+            else:
+                e_name, lo, hi = struct.unpack_from("<III", data, pos + 12 * i)
+                value = (hi << 32) | lo
+                if signed_flag and value >> 63:
+                    value -= 1 << 64
+            self._enumerators.setdefault(self._str(e_name), value)
+
+    def enumerator(self, name):
+        """The value of enumerator `name` (C enumerator names are unique)."""
+        try:
+            return self._enumerators[name]
+        except KeyError:
+            raise BtfError(f"no enumerator {name}") from None
 
     @classmethod
     def load(cls, path=VMLINUX):

@@ -40,6 +40,16 @@ OFFSETS = {
     "IOLT_OFF_KN_ID": ("kernfs_node", "id", 8),
 }
 
+# -D name -> enumerator whose value the program needs: bit numbers of enum
+# req_flag_bits (REQ_FUA is 1 << __REQ_FUA), which move when the kernel adds
+# or removes a flag (__REQ_FUA is 17 on 6.1 and 6.18; it was 13 in 4.x).
+ENUMERATORS = {
+    "IOLT_REQ_FUA_BIT": "__REQ_FUA",
+    "IOLT_REQ_PREFLUSH_BIT": "__REQ_PREFLUSH",
+    "IOLT_REQ_SYNC_BIT": "__REQ_SYNC",
+    "IOLT_REQ_META_BIT": "__REQ_META",
+}
+
 
 # The struct request fields read where a request is first seen; when they
 # lie within RQ_WINDOW_MAX bytes (q .. bio: 0..64 on 6.18) the program reads
@@ -87,7 +97,8 @@ class ProbePath(NamedTuple):
     def describe(self):
         if self.kind != "raw":
             return f"probe path: classic tracepoints ({self.why})"
-        offs = ", ".join(f"{OFFSETS[n][0]}.{OFFSETS[n][1]}={o}" for n, o in self.offsets.items())
+        offs = ", ".join(f"{OFFSETS[n][0]}.{OFFSETS[n][1]}={o}" if n in OFFSETS else f"{ENUMERATORS[n]}={o}"
+                         for n, o in self.offsets.items())
         charged = (f"v1 blkio hierarchy {self.blkio_hierarchy}: names --by cgroup-v1" if self.blkio_hierarchy
                    else "cgroup v2: keys --by cgroup")
         return f"probe path: raw (typed struct request; {self.why}); charged cgroups on {charged}; offsets: {offs}"
@@ -113,7 +124,8 @@ def btf_path():
 
 
 def find_offsets(path=None):
-    """(offsets, problems): every offset BTF gives, and what it lacks."""
+    """(offsets, problems): every offset (and flag bit, ENUMERATORS) BTF
+    gives, and what it lacks."""
     path = path or btf_path()
     try:
         types = btf.Btf.load(path)
@@ -131,6 +143,16 @@ def find_offsets(path=None):
             problems.append(f"{struct_name}.{member} is {got} bytes, the program reads {size}")
             continue
         found[name] = off
+    for name, enumerator in ENUMERATORS.items():
+        try:
+            value = types.enumerator(enumerator)
+        except btf.BtfError as e:
+            problems.append(e.what)
+            continue
+        if not 0 <= value < 32:
+            problems.append(f"{enumerator} is {value}, not a bit of the 32-bit request flags")
+            continue
+        found[name] = value
     return found, problems
 
 

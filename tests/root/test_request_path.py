@@ -453,3 +453,37 @@ def test_a_process_that_execs_is_one_row_whose_bytes_equal_the_disk(loopdev, tmp
     dev_ios, dev_bytes = s1["read"][0] - s0["read"][0], s1["read"][1] - s0["read"][1]
     assert dev_ios > 0 and ios["read"] + kernel["collision"] == dev_ios, (ios, kernel, s0, s1)
     assert dev_bytes - got["read"] == 4096 * kernel["collision"], (got, kernel, s0, s1, p.stdout)
+
+
+def test_offsets_and_flag_bits_read_from_btf_equal_bpftools():
+    """The pure-Python BTF reader against bpftool's raw dump of the running
+    kernel's BTF (bpftool's raw dump, unlike its C dump, keeps 1-byte enums'
+    layout): every struct member offset and req_flag_bits value the typed
+    path passes to the compiler."""
+    import re
+
+    from ioltrace import probepath
+
+    need_tool("bpftool")
+    found, problems = probepath.find_offsets()
+    assert not problems, problems
+    dump = sh("bpftool", "btf", "dump", "file", probepath.btf_path())
+    for name, enumerator in probepath.ENUMERATORS.items():
+        [value] = re.findall(rf"^\s+'{enumerator}' val=(\d+)$", dump, re.M)
+        assert found[name] == int(value), (enumerator, found[name], value)
+    # Struct members: "[id] STRUCT 'name' size=N vlen=M" then "'member' type_id=T bits_offset=B".
+    structs, compared = {}, 0
+    for m in re.finditer(r"^\[\d+\] (?:STRUCT|UNION) '([^']*)' size=\d+ vlen=\d+\n((?:\s+'.*\n)*)", dump, re.M):
+        structs.setdefault(m.group(1), m.group(2))
+    for name, (struct_name, member, _size) in probepath.OFFSETS.items():
+        first = member.split(".")[0]
+        body = structs[struct_name]
+        hit = re.search(rf"^\s+'{re.escape(first)}' type_id=\d+ bits_offset=(\d+)", body, re.M)
+        if hit is None:   # inside an anonymous member: bpftool names it ''
+            continue
+        if "." in member:   # blkcg.css.cgroup: css at 0, cgroup at 0 of css
+            assert int(hit.group(1)) // 8 <= found[name]
+            continue
+        assert int(hit.group(1)) // 8 == found[name], (struct_name, member, hit.group(1), found[name])
+        compared += 1
+    assert compared >= len(probepath.OFFSETS) // 2, compared

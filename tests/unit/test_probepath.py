@@ -21,10 +21,13 @@ KERNEL = {
     "cgroup": [("level", 216, "u32"), ("kn", 256, "ptr")],
     "kernfs_node": [("id", 96, "u64")],
 }
+# enum req_flag_bits of 6.1 and 6.18 (a 4.x kernel had __REQ_FUA at 13).
+REQ_FLAG_BITS = {"__REQ_SYNC": 11, "__REQ_META": 12, "__REQ_FUA": 17, "__REQ_PREFLUSH": 18}
 
 
-def build(spec):
-    """A BTF blob with these structs (type ids: 1 u32, 2 u64, 3 void *, then structs in order)."""
+def build(spec, enumerators=REQ_FLAG_BITS):
+    """A BTF blob with these structs (type ids: 1 u32, 2 u64, 3 void *, then
+    structs in order) and one enum req_flag_bits of these enumerators."""
     strings, offs = b"\0", {}
 
     def name(n):
@@ -43,12 +46,14 @@ def build(spec):
     for s, members in spec.items():
         body = b"".join(struct.pack("<III", name(m), ids[k], off * 8) for m, off, k in members)
         types.append((btf.STRUCT, name(s), len(members), 0, 512, body))
+    body = b"".join(struct.pack("<Ii", name(e), v) for e, v in enumerators.items())
+    types.append((btf.ENUM, name("req_flag_bits"), len(enumerators), 0, 4, body))
     return btf.encode(types, strings)
 
 
-def write(tmp_path, spec):
+def write(tmp_path, spec, enumerators=REQ_FLAG_BITS):
     p = tmp_path / "vmlinux"
-    p.write_bytes(build(spec))
+    p.write_bytes(build(spec, enumerators))
     return str(p)
 
 
@@ -59,8 +64,9 @@ def test_every_offset_found_chooses_raw(tmp_path):
     assert path.offsets["IOLT_OFF_BLKCG_CGROUP"] == 0
     assert path.offsets["IOLT_OFF_CGROUP_KN"] == 256
     assert path.offsets["IOLT_OFF_KN_ID"] == 96
-    assert set(path.offsets) == set(probepath.OFFSETS)
+    assert set(path.offsets) == set(probepath.OFFSETS) | set(probepath.ENUMERATORS)
     assert "-DIOLT_OFF_RQ_DATA_LEN=44" in path.cflags()
+    assert "-DIOLT_REQ_FUA_BIT=17" in path.cflags() and "-DIOLT_REQ_PREFLUSH_BIT=18" in path.cflags()
     assert "raw" in path.describe() and "cgroup.kn=256" in path.describe()
 
 
@@ -75,6 +81,15 @@ def test_a_missing_member_falls_back_to_classic_and_says_which(tmp_path, struct_
     assert path.describe().startswith("probe path: classic tracepoints (typed path unavailable:")
     with pytest.raises(KernelUnsupported, match="--probes classic"):
         probepath.choose("raw", write(tmp_path, spec))
+
+
+def test_flag_bits_follow_the_kernel_and_a_missing_one_falls_back(tmp_path):
+    old = dict(REQ_FLAG_BITS, __REQ_FUA=13, __REQ_PREFLUSH=14)   # a 4.x numbering
+    path = probepath.choose("auto", write(tmp_path, KERNEL, old))
+    assert "-DIOLT_REQ_FUA_BIT=13" in path.cflags() and "__REQ_PREFLUSH=14" in path.describe()
+    gone = {k: v for k, v in REQ_FLAG_BITS.items() if k != "__REQ_FUA"}
+    path = probepath.choose("auto", write(tmp_path, KERNEL, gone))
+    assert path.kind == "classic" and "no enumerator __REQ_FUA" in path.why
 
 
 def test_a_member_of_another_size_falls_back(tmp_path):
