@@ -47,6 +47,7 @@ class Loaded(NamedTuple):
     interval: float  # longest recorded interval, seconds
     counters: dict   # kernel diagnostic counters, summed
     cut: str = ""    # one line when the file was cut short (export.csv.Rows.cut)
+    by: str = ""     # the two-key --by it was made with (export.csv.Rows.by), "" for its kind alone
 
 
 class Filters(NamedTuple):
@@ -154,7 +155,12 @@ def load(path):
         if getattr(rows, "cut", ""):
             raise BadInput(path, "cut short (a run killed mid-write) in its first interval: no complete interval")
         raise BadInput(f"{path}:3", "no intervals recorded (stopped before the first one ended?)")
-    return Loaded(path, kind, out, start, end, longest, counters, getattr(rows, "cut", ""))
+    by = getattr(rows, "by", "")
+    try:
+        by = by and bykeys.parse(by, REGROUP.get(kind, ())).text
+    except bykeys.Invalid:
+        by = ""   # a pair this version does not know: report by the recorded kind
+    return Loaded(path, kind, out, start, end, longest, counters, getattr(rows, "cut", ""), by)
 
 
 def by_kind(loaded, by):
@@ -166,6 +172,9 @@ def by_kind(loaded, by):
         if len(kinds) > 1:
             raise BadInput("recordings", f"keyed by {' and '.join(sorted(kinds))}",
                            "choose a --by every one can give, e.g. --by disk")
+        pairs = {x.by for x in loaded if x.kind}
+        if len(pairs) == 1 and "" not in pairs:
+            return pairs.pop()   # all made with the same two-key --by
         return kinds.pop() if kinds else "disk"
     kind = bykeys.of(by).kind
     for x in loaded:

@@ -172,7 +172,7 @@ def open_outputs(opts):
     from ..export.json import LinesWriter
 
     same_output(opts.csv, opts.json)
-    writer = CsvWriter(opts.csv) if opts.csv else None
+    writer = CsvWriter(opts.csv, by=opts.by) if opts.csv else None
     try:
         jwriter = LinesWriter(opts.json) if opts.json else None
     except BaseException:
