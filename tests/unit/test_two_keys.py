@@ -291,3 +291,21 @@ def test_serve_by_level_labels():
     assert labels(layers.BLOCK, "cgroup") == ("ioltrace_cgroup_block", ("cgroup", "workload"))
     assert labels(layers.SYSCALL, "cgroup,op") == ("ioltrace_cgroup_syscall", ("cgroup", "workload", "syscall"))
     assert labels(layers.SYSCALL, "disk") is None
+
+
+def test_compare_matches_processes_by_comm_and_the_recorded_second_key(tmp_path):
+    """Two runs of a process,disk recording: pids differ, so compare pairs
+    them by command name and disk, each disk's cell with its own."""
+    paths = []
+    for run, pid in (("a", "100"), ("b", "200")):
+        groups = [rgroup(pid, "fio", samples(1 if disk == "loop1" else 2, 200), disk=disk, op="write")
+                  for disk in ("loop1", "loop2")]
+        w = rec.CsvWriter(str(tmp_path / f"{run}.csv"), by="process,disk")
+        w.write_interval(groups, T0, T0 + 1)
+        w.close()
+        paths.append(str(tmp_path / f"{run}.csv"))
+    r = ioltrace("compare", *paths, "--stage", "device", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    cells = {(c["kind"], c["name"], c["disk"], c["op"], c["in"]) for c in doc["comparisons"]}
+    assert cells == {("comm", "fio", "loop1", "*", "both"), ("comm", "fio", "loop2", "*", "both")}
