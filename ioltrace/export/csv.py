@@ -20,11 +20,6 @@ from ..records import CsvRow
 from ..fmt import errno_name, spell
 
 FORMAT_VERSION = 2  # 2 added the layer column; version 1 files are read as layer "block"
-# A recording made with a two-key --by (cgroup,disk) says so in its first
-# line (" by=cgroup,disk"): its rows are those of the first key (disk and op
-# are columns of every row), and report groups by the pair unless told
-# otherwise. Readers of format 2 ignore fields they do not know, so this
-# needs no new version.
 MAGIC = "# ioltrace-csv"
 PREAMBLE = (f"{MAGIC} {FORMAT_VERSION} buckets=log-linear sub_bits={layout.SUB_BITS} "
             f"max_log2={layout.MAX_LOG2}\n")
@@ -66,6 +61,11 @@ class CsvWriter:
     writable) at construction, before any tracing starts."""
 
     def __init__(self, path, by=None):
+        # A recording made with a two-key --by (cgroup,disk) says so in its
+        # first line (" by=cgroup,disk"): its rows are those of the first key
+        # (disk and op are columns of every row), and report groups by the
+        # pair unless told otherwise. Every reader so far ignores fields of
+        # that line it does not know, so this needs no new version.
         self.path = path
         self.fd = None
         self.stdout = path == "-"

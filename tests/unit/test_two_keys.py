@@ -176,7 +176,7 @@ def test_csv_round_trip_by_pair(tmp_path, by, key_of):
     report then groups by; the format version is unchanged."""
     path = _recording(tmp_path / "pair.csv", by=by if not by.startswith("disk") else "cgroup," + by.split(",")[1])
     first = open(path).readline()
-    assert first.startswith("# ioltrace-csv 2 ") and "by=" in first
+    assert first.startswith(f"{rec.MAGIC} {rec.FORMAT_VERSION} ") and " by=cgroup," in first
     sel = recording.read([path], recording.Filters(by=by))
     assert sel.by == by
     want = _want(key_of)
