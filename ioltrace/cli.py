@@ -22,6 +22,7 @@ EPILOG_HIST = """examples:
   ioltrace hist 1 10                 # ten 1-second intervals
   ioltrace hist --by process -T 5    # per process, every 5 s, with timestamps
   ioltrace hist --by cgroup --stage queue --op write
+  ioltrace hist --by cgroup,disk     # one histogram per cgroup and disk
   ioltrace hist --disk sda1 --csv run.csv 1   # one partition, recorded to CSV
   ioltrace hist --by process --json - 10      # JSON lines on stdout, no text
 """
@@ -33,6 +34,7 @@ EPILOG_TOP = """keys while running:
 examples:
   ioltrace top                       # per process, refreshed every second
   ioltrace top --by cgroup -o        # cgroups with their io.weight / io.max
+  ioltrace top --by process,disk     # a row per process and disk
   ioltrace top -b -n 5 --csv top.csv # five plain tables, also recorded
   ioltrace top --json - -n 60        # JSON lines only (batch mode), a minute
 """
@@ -63,6 +65,7 @@ the intervals inside them merge by summing. Rates are over the recorded time.
 examples:
   ioltrace report run.csv                        # every key and stage
   ioltrace report run.csv --by disk --stage device
+  ioltrace report run.csv --by cgroup,disk       # per cgroup and disk, ops merged
   ioltrace report a.csv b.csv --interval 10      # percentiles per 10 s window
   ioltrace report run.csv --format json          # the schema in docs/FORMATS.md
 """
@@ -92,6 +95,7 @@ examples:
   ioltrace serve --textfile /var/lib/prometheus/node-exporter/ioltrace.prom
   ioltrace serve --per-process --max-series 200 --disk nvme0n1
   ioltrace serve --layer both                   # and syscalls per cgroup
+  ioltrace serve --by cgroup,disk               # only cgroup and device labels
   ioltrace serve --listen 0.0.0.0:9435 --web-config web.yml --user ioltrace
 """
 
@@ -207,12 +211,14 @@ def pixel_size(text):
 
 
 def recording_options():
+    from . import bykeys
     from .recording import BY_CHOICES
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("selection (of what the recordings hold)")
-    g.add_argument("--by", choices=BY_CHOICES, help="key to group by (default: the recorded one; "
-                   "comm and disk can be derived from process recordings)")
+    g.add_argument("--by", type=bykeys.argtype(BY_CHOICES), metavar="KEY[,KEY2]",
+                   help=f"key to group by: {', '.join(BY_CHOICES)}, or two (cgroup,disk, process,op, disk,op) "
+                   "(default: the recorded one; comm and disk can be derived from process recordings)")
     g.add_argument("--op", action="append", metavar="OP", help="only this op: read, write, ... or a syscall (repeatable)")
     g.add_argument("--stage", action="append", metavar="STAGE",
                    help="only this latency: queue, device, total, latency (syscalls) (repeatable; default all)")
@@ -268,7 +274,14 @@ def tracer_options():
     return p
 
 
+def by_help(default, kinds):
+    return (f"key to group by: {', '.join(kinds)}; or two, joined by a comma: a key with disk or op "
+            f"(cgroup,disk, process,op) or disk,op (default {default})")
+
+
 def build_parser():
+    from . import bykeys
+    from .export.prometheus import SERVE_KINDS
     from .group import KINDS
     from .layout import OPS
     from .views.top import SORT_KEYS
@@ -283,7 +296,8 @@ def build_parser():
                        epilog=EPILOG_HIST, formatter_class=argparse.RawDescriptionHelpFormatter)
     h.add_argument("interval", nargs="?", type=positive_float, help="seconds between outputs (default: once, at Ctrl-C)")
     h.add_argument("count", nargs="?", type=positive_int, help="number of outputs")
-    h.add_argument("--by", choices=KINDS, default="disk", help="key to group by (default disk)")
+    h.add_argument("--by", type=bykeys.argtype(KINDS), default="disk", metavar="KEY[,KEY2]",
+                   help=by_help("disk", KINDS))
     h.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
     h.add_argument("--stage", choices=("queue", "device", "total", "all"), default="device",
                    help="queue: start to issue; device: issue to completion; total: both (default device)")
@@ -297,7 +311,8 @@ def build_parser():
     t = sub.add_parser("top", parents=[traced], help="live iotop-like view with latency percentiles",
                        epilog=EPILOG_TOP, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("interval", nargs="?", type=positive_float, default=1.0, help="seconds between refreshes (default 1)")
-    t.add_argument("--by", choices=KINDS, default="process", help="key to group by (default process)")
+    t.add_argument("--by", type=bykeys.argtype(KINDS), default="process", metavar="KEY[,KEY2]",
+                   help=by_help("process", KINDS))
     t.add_argument("--sort", choices=sorted(SORT_KEYS), default="bytes", help="column to sort by (default bytes)")
     t.add_argument("-o", "--only", action="store_true", help="only keys with I/O in the interval")
     t.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
@@ -364,6 +379,10 @@ def build_parser():
     sv.add_argument("--max-series", type=positive_int, default=1000, metavar="N",
                     help="label sets per level before the rest fold into \"other\" (default 1000)")
     sv.add_argument("--total", action="store_true", help="also export stage=\"total\" (start to completion) histograms")
+    sv.add_argument("--by", type=bykeys.argtype(SERVE_KINDS), metavar="KEY[,KEY2]",
+                    help="export only this grouping, one label per key (cgroup,disk: labels cgroup, workload "
+                         "and device; process,op: pid, comm and op); keys: " + ", ".join(SERVE_KINDS)
+                         + " (default: the disk and cgroup levels, and process with --per-process)")
     layer_options(sv, ("block", "syscall", "both"), "block")
     sv.add_argument("--web-config", metavar="FILE", help="TLS and basic auth for /metrics and /healthz: the "
                     "exporters' web config YAML (tls_server_config, basic_auth_users), as --web.config.file")

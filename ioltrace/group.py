@@ -1,12 +1,14 @@
 """Kernel keys -> rows of output: aggregate a snapshot by the chosen key kind.
 
 The kernel keeps one entry per (process, cgroup, disk, op) (per thread with
---by thread); per-cgroup and per-disk views are sums of those here. Names
+--by thread); per-cgroup and per-disk views are sums of those here, and so
+are two-key views (cgroup,disk: bykeys.By says which of disk and op stay
+apart; every command composes its rows here). Names
 come from a resolve.Resolver; nothing here reads the system directly or
 knows how rows are shown.
 """
 
-from . import layers, layout
+from . import bykeys, layers, layout
 from .records import Group, GroupId
 
 KINDS = ("process", "thread", "cgroup", "cgroup-v1", "disk")
@@ -74,10 +76,16 @@ def task_comms(totals, kind):
 def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer=layers.BLOCK):
     """Aggregate one layer of a (delta) snapshot into Groups, sorted by key.
 
+    kind: a key kind, or a --by pair ("cgroup,disk", a bykeys.By), which
+    then decides split_disk and split_op itself (By.splits); Group ids keep
+    the first kind, the second key is their disk or op.
     ops: optional set of op names (block ops, syscall names) to keep.
     Group.queue_ns and device_ns sum those totals fields where the layer
     has them; Group.sums holds the exact sums of its other stages.
     """
+    by = bykeys.of(kind)
+    kind = by.kind
+    split_disk, split_op = by.splits(split_disk, split_op)
     totals_f, hists_f, errors_f = layer.fields
     totals = getattr(snap, totals_f)
     count = layer.count_field

@@ -9,7 +9,7 @@ formatting in views/, export/json.py and plot.py.
 import os
 import sys
 
-from . import recording, stats
+from . import bykeys, recording, stats
 from .errors import BadInput
 
 
@@ -78,8 +78,11 @@ def compare(args):
     for x in loaded_a + loaded_b:
         _note(x.cut)
     kinds = {x.kind for x in loaded_a + loaded_b if x.kind}
-    # Pids differ from run to run; command names are what two runs share.
-    by = args.by or ("comm" if kinds and kinds <= {"process", "thread"} else None)
+    # Pids differ from run to run; command names are what two runs share
+    # (with the second key of recordings made with a pair: comm,disk).
+    pairs = {x.by for x in loaded_a + loaded_b if x.kind}
+    second = bykeys.of(pairs.pop()).second if len(pairs) == 1 and "" not in pairs else None
+    by = args.by or ((f"comm,{second}" if second else "comm") if kinds and kinds <= {"process", "thread"} else None)
     f = filters(args, recording.by_kind(loaded_a + loaded_b, by))
     sel_a = recording.aggregate(loaded_a, f, check=False)
     sel_b = recording.aggregate(loaded_b, f, check=False)

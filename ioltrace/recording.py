@@ -14,7 +14,7 @@ import math
 from datetime import datetime
 from typing import NamedTuple
 
-from . import hist, layout
+from . import bykeys, hist, layout
 from .errors import BadInput
 from .export import csv as rec
 from .records import GroupId
@@ -23,6 +23,8 @@ from .records import GroupId
 # a disk column, so any recording can be seen per disk; a process or thread
 # recording names its comm, so it can be seen per command name ("comm"),
 # which is how runs whose pids differ are matched. Nothing else is derivable.
+# Any of these can be paired with disk or op (--by cgroup,disk): every row
+# has both columns, whatever --by the recording was made with.
 REGROUP = {
     "process": ("process", "comm", "disk"),
     "thread": ("thread", "comm", "disk"),
@@ -45,12 +47,13 @@ class Loaded(NamedTuple):
     interval: float  # longest recorded interval, seconds
     counters: dict   # kernel diagnostic counters, summed
     cut: str = ""    # one line when the file was cut short (export.csv.Rows.cut)
+    by: str = ""     # the two-key --by it was made with (export.csv.Rows.by), "" for its kind alone
 
 
 class Filters(NamedTuple):
     """What a report keeps; empty tuples and None keep everything."""
 
-    by: str = None       # key kind to group by; None: the recorded one
+    by: str = None       # key kind, or a pair (bykeys: "cgroup,disk"), to group by; None: the recorded one
     ops: tuple = ()
     stages: tuple = ()
     layer: str = None
@@ -152,32 +155,45 @@ def load(path):
         if getattr(rows, "cut", ""):
             raise BadInput(path, "cut short (a run killed mid-write) in its first interval: no complete interval")
         raise BadInput(f"{path}:3", "no intervals recorded (stopped before the first one ended?)")
-    return Loaded(path, kind, out, start, end, longest, counters, getattr(rows, "cut", ""))
+    by = getattr(rows, "by", "")
+    try:
+        by = by and bykeys.parse(by, REGROUP.get(kind, ())).text
+    except bykeys.Invalid:
+        by = ""   # a pair this version does not know: report by the recorded kind
+    return Loaded(path, kind, out, start, end, longest, counters, getattr(rows, "cut", ""), by)
 
 
 def by_kind(loaded, by):
-    """The key kind to report by: `by` if every recording can give it, else
-    BadInput saying which cannot; None means the one kind they share."""
+    """The key kind (or pair, "cgroup,disk") to report by: `by` if every
+    recording can give its first key, else BadInput saying which cannot;
+    None means the one kind they share."""
     kinds = {x.kind for x in loaded if x.kind}
     if by is None:
         if len(kinds) > 1:
             raise BadInput("recordings", f"keyed by {' and '.join(sorted(kinds))}",
                            "choose a --by every one can give, e.g. --by disk")
+        pairs = {x.by for x in loaded if x.kind}
+        if len(pairs) == 1 and "" not in pairs:
+            return pairs.pop()   # all made with the same two-key --by
         return kinds.pop() if kinds else "disk"
+    kind = bykeys.of(by).kind
     for x in loaded:
-        if x.kind and by not in REGROUP[x.kind]:
+        if x.kind and kind not in REGROUP[x.kind]:
             raise BadInput(f"--by {by}", f"{x.path} was recorded by {x.kind}, which gives only "
-                           f"{', '.join(REGROUP[x.kind])}", f"record with --by {by}" if by != "comm" else None)
+                           f"{', '.join(REGROUP[x.kind])} (each alone or with disk or op)",
+                           f"record with --by {kind}" if kind != "comm" else None)
     return by
 
 
-def _gid(r, by, split_disk):
-    disk = r.disk if split_disk or by == "disk" else "*"
-    if by == "disk":
-        return GroupId("disk", r.disk, r.disk, disk, r.op)
-    if by == "comm":
-        return GroupId("comm", r.name, r.name, disk, r.op)
-    return GroupId(by, r.key, r.name, disk, r.op)
+def _gid(r, by, split_disk, split_op):
+    """A row's GroupId under a bykeys.By (as group.group_id for live keys)."""
+    disk = r.disk if split_disk else "*"
+    op = r.op if split_op else "*"
+    if by.kind == "disk":
+        return GroupId("disk", r.disk, r.disk, disk, op)
+    if by.kind == "comm":
+        return GroupId("comm", r.name, r.name, disk, op)
+    return GroupId(by.kind, r.key, r.name, disk, op)
 
 
 def aggregate(loaded, filters=Filters(), window=None, check=True):
@@ -194,7 +210,10 @@ def aggregate(loaded, filters=Filters(), window=None, check=True):
         if window < longest * 0.99:
             raise BadInput(f"--interval {window:g}", f"shorter than the recorded intervals ({longest:.3g}s): "
                            "windows can only join whole intervals")
-    split_disk = by == "disk" or filters.disk is not None
+    # A single key keeps ops apart (a report's rows are per op); a pair
+    # keeps exactly its two keys apart.
+    pair = bykeys.of(by)
+    split_disk, split_op = pair.splits(filters.disk is not None and not pair.pair, not pair.pair)
     seen = {"op": set(), "stage": set(), "layer": set(), "key": set(), "disk": set()}
     acc, names, ids = {}, {}, {}
     for x in loaded:
@@ -207,7 +226,7 @@ def aggregate(loaded, filters=Filters(), window=None, check=True):
             row_id = (r.key, r.name, r.disk, r.op, r.layer)
             ident = ids.get(row_id)
             if ident is None:
-                gid = _gid(r, by, split_disk)
+                gid = _gid(r, pair, split_disk, split_op)
                 for field, v in (("op", r.op), ("layer", r.layer), ("disk", r.disk), ("key", gid.key),
                                  ("key", gid.name)):
                     seen[field].add(v)

@@ -163,3 +163,4 @@ class TopRow(NamedTuple):
     s_p99: float = float("nan")
     sys_errors: int = 0               # syscalls that returned an error (`errors`: block requests)
     workload: str = ""                # unit, container or pod a cgroup path names (cgnames)
+    second: str = ""                  # disk or op of a two-key --by (cgroup,disk), else ""

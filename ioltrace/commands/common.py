@@ -10,7 +10,7 @@ CSV and JSON lines are export/'s.
 import os
 from dataclasses import dataclass
 
-from .. import group, layers, layout, loader, probepath
+from .. import bykeys, group, layers, layout, loader, probepath
 from ..errors import BadInput
 from ..export.paths import STDOUT, same_output
 from . import refuse_unused
@@ -93,9 +93,14 @@ def kernel_options(opts, resolver, **extra):
 def chosen_layers(opts):
     """The --layer choice as layer names, checked against --by."""
     chosen = layer_names(opts.layer)
-    if "syscall" in chosen and opts.by == "disk":
-        raise BadInput("--by disk", "the syscall layer knows processes and cgroups, not disks",
-                       "use --by process or --by cgroup with --layer syscall")
+    by = bykeys.of(opts.by)
+    if "syscall" in chosen and by is not None and "disk" in by:
+        # A syscall is not tied to one disk (a write may never reach one,
+        # an fsync several): its rows would all read "*", so refuse rather
+        # than show a disk column that says nothing.
+        raise BadInput(f"--by {by.text}", "the syscall layer knows processes and cgroups, not disks",
+                       "use --by process, cgroup or a pair with op (process,op) with --layer "
+                       + opts.layer + ("; or --layer block" if by.second == "disk" else ""))
     return chosen
 
 
@@ -124,15 +129,22 @@ def all_groups(layer_groups):
     return [g for _, groups in layer_groups for g in groups]
 
 
+def recorded_groups(delta, opts, resolver):
+    """What --csv and --json record: the first key's rows with every disk
+    and op apart (their own columns), so a recording made with a pair
+    (cgroup,disk) is one of its first key and reports by any pair of it."""
+    return interval_groups(delta, opts, resolver, by=bykeys.of(opts.by).kind)
+
+
 def write_csv(writer, delta, opts, resolver, start, end):
-    writer.write_layers(interval_groups(delta, opts, resolver), start, end, delta.counters)
+    writer.write_layers(recorded_groups(delta, opts, resolver), start, end, delta.counters)
 
 
 def write_json(writer, delta, opts, resolver, start, end):
     """One interval as JSON lines: the same keys as the CSV rows of write_csv."""
     from ..recording import from_group
 
-    series = [from_group(g, name) for name, groups in interval_groups(delta, opts, resolver) for g in groups]
+    series = [from_group(g, name) for name, groups in recorded_groups(delta, opts, resolver) for g in groups]
     writer.write_interval(series, start, end, delta.counters)
 
 
@@ -160,7 +172,7 @@ def open_outputs(opts):
     from ..export.json import LinesWriter
 
     same_output(opts.csv, opts.json)
-    writer = CsvWriter(opts.csv) if opts.csv else None
+    writer = CsvWriter(opts.csv, by=opts.by) if opts.csv else None
     try:
         jwriter = LinesWriter(opts.json) if opts.json else None
     except BaseException:
@@ -183,7 +195,7 @@ def json_to_stdout(opts):
 def open_tracer(opts, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = chosen_layers(opts)
-    kopts = kernel_options(opts, resolver, by_thread=opts.by == "thread",
+    kopts = kernel_options(opts, resolver, by_thread=bykeys.of(opts.by).kind == "thread",
                            probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
                          keep_exited=opts.keep_exited)
@@ -193,6 +205,6 @@ def controls_lookup(by, resolver):
     """key -> controls text for the cgroup views, read once per interval."""
     from .. import cgroups
 
-    if by not in ("cgroup", "cgroup-v1"):
+    if bykeys.of(by).kind not in ("cgroup", "cgroup-v1"):
         return None
     return lambda key, name: cgroups.format_controls(cgroups.read_controls(resolver, name))

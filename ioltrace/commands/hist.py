@@ -4,7 +4,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .. import layers, layout, session
+from .. import bykeys, layers, layout, session
 from ..resolve import Resolver
 from . import common
 
@@ -30,6 +30,7 @@ def main(opts: Options) -> int:
     from ..views import hist as view
 
     resolver = Resolver()
+    by = bykeys.of(opts.by)
     stages = list(layout.STAGES[:2]) + ["total"] if opts.stage == "all" else [opts.stage]
     if opts.layer == "syscall":
         stages = list(layers.SYSCALL.stages)
@@ -44,10 +45,15 @@ def main(opts: Options) -> int:
             common.write_outputs(outputs, delta, opts, resolver, start, end)
             if common.json_to_stdout(opts):
                 return
-            # Several disks are never merged into one histogram without a label: split by disk.
+            # Several disks are never merged into one histogram without a
+            # label: split by disk, unless a pair (cgroup,op) asks to merge.
             several = len({k.dev for k in delta.totals}) > 1
-            split = opts.by == "disk" or bool(opts.disk) or several
-            groups = common.all_groups(common.interval_groups(delta, opts, resolver, split_disk=split))
+            if by.pair:
+                split, split_op = False, False   # exactly the two keys
+            else:
+                split, split_op = opts.by == "disk" or bool(opts.disk) or several, True
+            groups = common.all_groups(common.interval_groups(delta, opts, resolver, split_disk=split,
+                                                              split_op=split_op))
             lines = []
             if opts.timestamp:
                 lines.append(time.strftime("%H:%M:%S", time.localtime(end)))

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .. import __version__, loader, privileges, probepath, serve, session, webconfig
+from .. import __version__, bykeys, loader, privileges, probepath, serve, session, webconfig
 from ..errors import BadInput
 from ..export import prometheus
 from ..resolve import Resolver
@@ -30,6 +30,7 @@ class Options(common.Traced):
     total: bool = False
     web_config: str = None   # exporters' web config YAML: TLS, basic auth
     user: str = None         # None: nobody when started as root, else as started
+    by: str = None           # None: the default levels; else one level of these keys (bykeys)
 
 
 def main(opts: Options) -> int:
@@ -43,6 +44,9 @@ def main(opts: Options) -> int:
     web = webconfig.load(opts.web_config) if opts.web_config else None
     if web is not None and addr is None:
         raise BadInput("--web-config", "applies to the HTTP listener, and --listen is none")
+    if opts.by and opts.per_process:
+        raise BadInput("--per-process", "--by exports one grouping only, and --per-process adds another",
+                       "leave it out, or use --by process (or process,disk, process,op)")
     resolver = Resolver()
     chosen = common.chosen_layers(opts)
     stages = ("queue", "device", "total") if opts.total else ("queue", "device")
@@ -60,7 +64,7 @@ def main(opts: Options) -> int:
         info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
                 "headers": tracer.headers.kind, "layers": ",".join(chosen)}
         exporter = prometheus.Exporter(resolver, per_process=opts.per_process, max_series=opts.max_series,
-                                       stages=stages, info=info, layers=chosen)
+                                       stages=stages, info=info, layers=chosen, by=bykeys.of(opts.by))
         scraper = serve.Scraper(tracer, exporter)
         if become is not None:
             # Before any thread starts: capabilities are per thread.

@@ -4,7 +4,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .. import layers, maps, session
+from .. import bykeys, layers, maps, session
 from ..resolve import Resolver
 from . import common
 
@@ -46,8 +46,11 @@ def watch(opts, resolver, on_start=None, on_interval=None):
 def _rows(delta, opts, resolver, seconds, controls_of):
     from ..views import top as view
 
+    # Ops stay apart (READ/s and WRITE/s), disks only for a pair with disk;
+    # rows merge them down to the --by keys.
     groups = dict(common.interval_groups(delta, opts, resolver, split_disk=False))
-    return view.rows(groups["block"], seconds, controls_of, groups["syscall"], sys_bytes=opts.layer == "syscall")
+    return view.rows(groups["block"], seconds, controls_of, groups["syscall"], sys_bytes=opts.layer == "syscall",
+                     second=bykeys.of(opts.by).second)
 
 
 def _live_view(tracer, resolver, opts, outputs, on_start, on_interval=None):
@@ -59,7 +62,7 @@ def _live_view(tracer, resolver, opts, outputs, on_start, on_interval=None):
     batch = opts.batch or only_json or not sys.stdout.isatty()
     controls_of = common.controls_lookup(opts.by, resolver)
     with_controls = controls_of is not None
-    state = view.TopState(opts.sort, opts.layer, opts.only)
+    state = view.TopState(opts.sort, opts.layer, opts.only, bykeys.of(opts.by).second)
     screen = None
     try:
         if not batch:

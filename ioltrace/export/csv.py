@@ -60,18 +60,24 @@ class CsvWriter:
     """Appends intervals to a recording; the file is created (and checked
     writable) at construction, before any tracing starts."""
 
-    def __init__(self, path):
+    def __init__(self, path, by=None):
+        # A recording made with a two-key --by (cgroup,disk) says so in its
+        # first line (" by=cgroup,disk"): its rows are those of the first key
+        # (disk and op are columns of every row), and report groups by the
+        # pair unless told otherwise. Every reader so far ignores fields of
+        # that line it does not know, so this needs no new version.
         self.path = path
         self.fd = None
         self.stdout = path == "-"
+        first = PREAMBLE if not by or "," not in by else PREAMBLE[:-1] + f" by={by}\n"
         if self.stdout:     # as --json -: the recording on stdout, no text beside it
-            self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
+            self._write(first + ",".join(HEADER) + "\r\n")
             return
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o664)  # never world-writable, whatever the umask
         except OSError as e:
             raise BadInput(f"--csv {path}", e.strerror.lower(), "choose a writable path") from None
-        self._write(PREAMBLE + ",".join(HEADER) + "\r\n")
+        self._write(first + ",".join(HEADER) + "\r\n")
 
     def _write(self, text):
         if self.stdout:
@@ -147,7 +153,8 @@ def read(path):
         expected = HEADER if version == "2" else HEADER_V1
         if header != expected:
             raise BadInput(f"{path}:2", "unexpected header: expected " + ",".join(expected))
-        out = []
+        out = Rows()
+        out.by = fields.get("by", "")
         for row in reader:
             if len(row) != len(expected):
                 raise BadInput(f"{path}:{reader.line_num + 1}", f"expected {len(expected)} fields, got {len(row)}")
@@ -158,14 +165,19 @@ def read(path):
             except ValueError:
                 raise BadInput(f"{path}:{reader.line_num + 1}", f"count {row[-1]!r} is not an integer") from None
             out.append(CsvRow(*row[:-1], count))
-        return _without_cut_interval(path, out, tail) if tail else out
+        if tail:
+            by, out = out.by, _without_cut_interval(path, out, tail)
+            out.by = by
+        return out
 
 
 class Rows(list):
     """read()'s rows; `cut` is one line saying what was left out of a
-    recording cut short, "" for a whole one."""
+    recording cut short, "" for a whole one; `by` the two-key --by it was
+    made with ("cgroup,disk"), "" for one key."""
 
     cut = ""
+    by = ""
 
 
 def _without_cut_interval(path, rows, tail):

@@ -53,6 +53,12 @@ LE_VALUES = tuple(repr(ns / 1e9) for ns in EDGES_NS) + ("+Inf",)
 NBUCKETS_OUT = len(LE_VALUES)
 
 DEFAULT_MAX_SERIES = 1000   # label sets per level before folding; range 1..1e9
+# serve --by: the first keys it can export, and their labels (the levels of
+# layers.py that start with them give the family names).
+SERVE_KINDS = ("process", "cgroup", "disk")
+_OWNER_LABELS = {"process": ("pid", "comm"), "cgroup": ("cgroup", "workload"), "disk": ("device",)}
+_WORDS = {"pid": "process (pid and comm)", "cgroup": "cgroup v2", "device": "disk", "op": "op",
+          "syscall": "syscall"}
 OTHER = "other"             # the value of every label of a folded label set
 
 
@@ -228,6 +234,22 @@ class _Layer:
         return sum(getattr(t, f) for f in self.sum_fields[stage])
 
 
+def by_level(decl, by):
+    """The one level `serve --by` exports for a layer (a layers.Level, or
+    None when the layer has no level of that first key): the family names
+    of the layer's level for by.kind, labelled by the chosen keys only, so
+    cgroup,disk sums the ops of each cgroup and device."""
+    owner = _OWNER_LABELS[by.kind]
+    base = next((lv for lv in decl.levels if lv.labels[:len(owner)] == owner), None)
+    if base is None:
+        return None
+    op_label = "syscall" if "syscall" in base.labels else "op"
+    second = {"disk": ("device",), "op": (op_label,), None: ()}[by.second]
+    labels = owner + tuple(x for x in second if x not in owner)
+    what = "per " + " and ".join(_WORDS[x] for x in labels if x in _WORDS)
+    return layer_decls.Level(base.name, base.prefix, labels, what, base.per_process)
+
+
 # -- the exporter ---------------------------------------------------------------
 
 class Exporter:
@@ -238,10 +260,12 @@ class Exporter:
     "total" only when built with total_hist).
     info: labels of ioltrace_build_info.
     layers: names of the layers.py declarations the tracer attached.
+    by: a bykeys.By (serve --by): only that level (by_level), per_process
+    aside; None: the layers' own levels.
     """
 
     def __init__(self, resolver, per_process=False, max_series=DEFAULT_MAX_SERIES,
-                 stages=("queue", "device"), info=None, layers=("block",)):
+                 stages=("queue", "device"), info=None, layers=("block",), by=None):
         self.resolver = resolver
         self.max_series = int(max_series)
         self.per_process = per_process
@@ -250,8 +274,11 @@ class Exporter:
         for decl in layer_decls.named(layers):
             if not decl.levels:
                 continue
-            levels = [Level(lv.name, lv.prefix, lv.labels, lv.what, lv.per_process)
-                      for lv in decl.levels if per_process or not lv.per_process]
+            chosen = [by_level(decl, by)] if by is not None else [
+                lv for lv in decl.levels if per_process or not lv.per_process]
+            levels = [Level(lv.name, lv.prefix, lv.labels, lv.what, lv.per_process) for lv in chosen if lv]
+            if not levels:
+                continue
             wanted = tuple(decl.stages.index(s) for s in stages if s in decl.stages) if decl.staged else (0,)
             self.layers.append(_Layer(decl, levels, wanted))
         self._templates = {}

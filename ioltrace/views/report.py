@@ -82,7 +82,7 @@ def render(sel, stages=(), millis=False):
     if approx:
         out.append("~ mean from bucket midpoints (no exact sum recorded for these samples)")
     if merged and any(s.id.disk == "*" and s.layer != "syscall" for s in sel.series):
-        out.append(f"disks merged per key: {', '.join(disks)}; --by disk or --disk NAME splits them")
+        out.append(f"disks merged per key: {', '.join(disks)}; --by disk, a pair with disk (cgroup,disk) or --disk NAME splits them")
     return out
 
 

@@ -27,7 +27,7 @@ class Screen:
         room = max(0, height - len(lines) - 2)
         rows = view.sort_rows(state.rows, state.sort, state.reverse)
         table = view.table_lines(rows, width=max(40, width - 1), with_controls=with_controls, limit=room,
-                                 layer=state.layer)
+                                 layer=state.layer, second=state.second)
         lines += table
         if len(rows) > room:
             lines.append(f"... {len(rows) - room} more rows (o: only active, q: quit)")

@@ -6,7 +6,7 @@ the kernel, so batch mode, the live screen and tests share it.
 
 import math
 
-from .. import cgnames, fmt, hist, layout
+from .. import bykeys, cgnames, fmt, hist, layout
 from ..records import TopRow
 
 # (column, header, width, right-aligned); name takes what is left.
@@ -62,6 +62,7 @@ SORT_KEYS = {"id": "key", "name": "name", "read": "read_bps", "write": "write_bp
              "errors": "errors", "ioerr": "errors", "scerr": "sys_errors", "share": "share", "bytes": "share",
              "calls": "calls", "sp50": "s_p50", "sp99": "s_p99"}
 MIN_NAME = 10
+SECOND_WIDTH = 8   # DISK (nvme0n1, loop12) or OP (discard, pwrite64): 8 columns, longer names cut
 # Columns dropped whole, first to last, while a table is wider than the
 # terminal (as iotop does); the name, bytes and device p99 always stay.
 DROP_ORDER = ("q_p50", "s_p50", "d_p50", "controls", "q_p99", "iops", "calls", "share", "key",
@@ -74,8 +75,10 @@ ERROR_COLUMNS = {
 }
 
 
-def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
-    """Merge each key's disks and ops (and syscalls) into one TopRow.
+def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False, second=None):
+    """Merge each key's disks and ops (and syscalls) into one TopRow; with
+    `second` ("disk" or "op": a two-key --by) one TopRow per key and disk
+    (or op), the Groups' disk (or op) in TopRow.second.
 
     sys_bytes: READ/WRITE come from the read/write syscalls' returns (the
     syscall layer alone) instead of the block layer."""
@@ -83,9 +86,10 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
     by = {}
 
     def slot(g):
-        return by.setdefault(g.id.key, {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
-                                        "calls": 0, "sys_errors": 0, "kind": g.id.kind, "queue": hist.empty(), "device": hist.empty(),
-                                        "latency": hist.empty()})
+        return by.setdefault((g.id.key, getattr(g.id, second) if second else ""),
+                             {"name": g.id.name, "read": 0, "write": 0, "ios": 0, "errors": 0,
+                              "calls": 0, "sys_errors": 0, "kind": g.id.kind, "queue": hist.empty(), "device": hist.empty(),
+                              "latency": hist.empty()})
 
     for g in groups:
         s = slot(g)
@@ -108,7 +112,7 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
             s["read" if g.id.op in layout.READ_SYSCALLS else "write"] += g.bytes
     total = sum(s["read"] + s["write"] for s in by.values()) or 1
     out = []
-    for key, s in by.items():
+    for (key, sub), s in by.items():
         out.append(TopRow(
             key, s["name"], s["read"] / secs, s["write"] / secs, s["ios"] / secs,
             hist.percentile(s["queue"], 50), hist.percentile(s["queue"], 99),
@@ -116,7 +120,7 @@ def rows(groups, seconds, controls_of=None, sys_groups=(), sys_bytes=False):
             s["errors"], (s["read"] + s["write"]) / total,
             controls_of(key, s["name"]) if controls_of else "",
             s["calls"] / secs, hist.percentile(s["latency"], 50), hist.percentile(s["latency"], 99),
-            s["sys_errors"], cgnames.name_of(s["name"]) if s["kind"] in ("cgroup", "cgroup-v1") else ""))
+            s["sys_errors"], cgnames.name_of(s["name"]) if s["kind"] in ("cgroup", "cgroup-v1") else "", sub))
     return out
 
 
@@ -165,15 +169,19 @@ def fit_lines(lines, width):
     return out
 
 
-def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None, layer="block"):
+def table_lines(rows_, width=80, with_errors=None, with_controls=False, limit=None, layer="block", second=None):
     """Column header plus one line per row, each at most `width` columns;
-    columns are dropped whole (DROP_ORDER) until the rest fit."""
+    columns are dropped whole (DROP_ORDER) until the rest fit. second: the
+    second key of a two-key --by ("disk", "op"), a column after the name."""
     if layer == "syscall":
         cols = list(SYSCALL_COLUMNS)
     elif layer == "both":
         cols = list(BOTH_COLUMNS)
     else:
         cols = list(CGROUP_COLUMNS if with_controls else COLUMNS)
+    if second:
+        cols.insert(next(i for i, c in enumerate(cols) if c[0] == "name") + 1,
+                    ("second", bykeys.HEADINGS[second], SECOND_WIDTH, False))
     at = len(cols) - 2 if with_controls else len(cols)
     for field in ("errors", "sys_errors"):
         shown = with_errors if with_errors is not None else any(getattr(r, field) for r in rows_)
@@ -227,26 +235,27 @@ class TopState:
             "q": None}
     SEEN_MAX = 4096  # idle keys kept on screen without -o; range 0..1M
 
-    def __init__(self, sort, layer="block", only=False):
+    def __init__(self, sort, layer="block", only=False, second=None):
         self.sort = sort
+        self.second = second    # the second key of a two-key --by: a column, part of a row's identity
         self.layer = layer
         if self.layer == "syscall" and self.sort == "latency":
             self.sort = "sp99"
         self.reverse = True
         self.only = only
-        self.seen = {}          # key -> name, for keys idle in this interval
+        self.seen = {}          # (key, second) -> name, for keys idle in this interval
         self.rows = []
         self.header = []
 
     def update(self, rows_, header):
         for r in rows_:
-            self.seen.pop(r.key, None)
-            self.seen[r.key] = r.name
+            self.seen.pop((r.key, r.second), None)
+            self.seen[(r.key, r.second)] = r.name
         while len(self.seen) > self.SEEN_MAX:
             del self.seen[next(iter(self.seen))]
         if not self.only:
-            have = {r.key for r in rows_}
-            rows_ = rows_ + [idle_row(k, n) for k, n in self.seen.items() if k not in have]
+            have = {(r.key, r.second) for r in rows_}
+            rows_ = rows_ + [idle_row(k, n, sub) for (k, sub), n in self.seen.items() if (k, sub) not in have]
         self.rows = rows_
         self.header = header
 
@@ -265,23 +274,24 @@ class TopState:
         return True
 
 
-def idle_row(key, name):
+def idle_row(key, name, second=""):
     nan = float("nan")
-    return TopRow(key, name, 0.0, 0.0, 0.0, nan, nan, nan, nan, 0, 0.0, "")
+    return TopRow(key, name, 0.0, 0.0, 0.0, nan, nan, nan, nan, 0, 0.0, "", second=second)
 
 
 def batch_lines(state, with_controls, width=80):
     """One plain table of batch mode: the header, then every row."""
     lines = fit_lines(state.header, width)
     lines += table_lines(sort_rows(state.rows, state.sort, state.reverse), width=width,
-                         with_controls=with_controls, layer=state.layer)
+                         with_controls=with_controls, layer=state.layer, second=state.second)
     return lines
 
 
 def summary_lines(rows_, alarms, seconds, by, width=80, with_controls=False, layer="block", title=None):
     """One screen for a whole run (top's final word on Ctrl-C, demo's)."""
+    second = bykeys.of(by).second
     rows_ = sort_rows(rows_, "bytes")
     lines = [title or f"Summary of {seconds:.1f}s, by {by}, top {min(len(rows_), 20)} of {len(rows_)} by bytes:"]
     lines += header_lines(rows_, alarms, "whole run", seconds, by, "bytes", width=width)[1:]
-    lines += table_lines(rows_, width=width, with_controls=with_controls, limit=20, layer=layer)
+    lines += table_lines(rows_, width=width, with_controls=with_controls, limit=20, layer=layer, second=second)
     return lines

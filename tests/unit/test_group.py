@@ -93,13 +93,26 @@ CASES = [
                                                         ("other", "*", "write"): "o"}),
     ("process", {"ops": {"read", "flush"}}, {("200", "sda", "read"): "c"}),
     ("disk", {"ops": set()}, {}),
+    # Two keys (--by cgroup,disk): exactly those apart, whatever the split flags.
+    ("cgroup,disk", {"split_disk": False, "split_op": False}, {
+        ("7", "sda", "*"): "ac", ("7", "nvme0n1", "*"): "b", ("8", "nvme0n1", "*"): "d", ("other", "0:0", "*"): "o"}),
+    ("process,op", {"split_disk": False, "split_op": False}, {
+        ("100", "*", "write"): "ab", ("200", "*", "read"): "c", ("1000", "*", "write"): "d",
+        ("other", "*", "write"): "o"}),
+    ("disk,op", {"split_disk": False, "split_op": False}, {
+        ("sda", "sda", "write"): "a", ("sda", "sda", "read"): "c", ("nvme0n1", "nvme0n1", "write"): "bd", OTHER: "o"}),
+    # A command may split more than the pair (top keeps ops apart for READ/s and WRITE/s).
+    ("cgroup,disk", {"split_disk": False, "split_op": True}, {
+        ("7", "sda", "write"): "a", ("7", "nvme0n1", "write"): "b", ("7", "sda", "read"): "c",
+        ("8", "nvme0n1", "write"): "d", OTHER: "o"}),
 ]
 
 
 @pytest.mark.parametrize("kind, kw, want", CASES)
 def test_by_key_sums(kind, kw, want):
-    assert kind in group.KINDS
+    assert kind.split(",")[0] in group.KINDS
     groups = group.by_key(snapshot(), kind, FakeResolver(), **kw)
+    kind = kind.split(",")[0]
     got = {(g.id.key, g.id.disk, g.id.op): g for g in groups}
     assert set(got) == set(want)
     assert len(groups) == len(got)

@@ -91,7 +91,7 @@ def test_report_labels_keys_whose_disks_were_merged(tmp_path, capsys):
     out = capsys.readouterr().out
     titles = [line for line in out.splitlines() if "device time" in line]
     assert titles == ["PID 100 (fio)  read  device time  2 disks merged"]
-    assert "disks merged per key: nvme0n1, sda; --by disk or --disk NAME splits them" in out
+    assert "disks merged per key: nvme0n1, sda; --by disk, a pair with disk (cgroup,disk) or --disk NAME splits them" in out
     assert cli.main(["report", path, "--stage", "device", "--by", "disk"]) == 0
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if "device time" in line] == [

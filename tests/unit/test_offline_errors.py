@@ -84,7 +84,7 @@ BAD_ARGS = {
     "compare_runs_and_files": (["compare", "{good}", "--runs", "{good}", "--runs", "{good}"], "or --runs twice"),
     "compare_runs_empty": (["compare", "--runs", ",", "--runs", "{good}"], "an empty list"),
     "by_not_derivable": (["report", "{good}", "--by", "cgroup-v1"], "--by cgroup-v1: {good} was recorded by process"),
-    "by_unknown": (["report", "{good}", "--by", "nope"], "invalid choice"),
+    "by_unknown": (["report", "{good}", "--by", "nope"], "unknown key 'nope'"),
     "kinds_differ": (["report", "{good}", "{disk}"], "recordings: keyed by disk and process"),
     "interval_zero": (["report", "{good}", "--interval", "0"], "must be between"),
     "format": (["report", "{good}", "--format", "xml"], "invalid choice"),
