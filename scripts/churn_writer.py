@@ -5,7 +5,10 @@ usage: churn_writer.py DEVICE N SECONDS [PARALLEL]
 
 Paces the forks evenly over SECONDS, keeps at most PARALLEL (default 4)
 alive, and prints one JSON line: how many processes wrote how many bytes
-(each child reports through its exit status whether its write was whole).
+(each child reports through its exit status whether its write was whole),
+and how many distinct pids those processes had: with pid_max 32768 and
+other work forking on the machine, pids wrap within a 20,000-process run,
+and a reused pid is one process id to any tracer keyed by pid.
 """
 
 import json
@@ -36,7 +39,7 @@ def main():
     size = os.lseek(fd, 0, os.SEEK_END)
     os.close(fd)
     slots = size // (2 * BLOCK)  # every other block: no two writes can merge
-    alive, ok, failed = set(), 0, 0
+    alive, ok, failed, ok_pids = set(), 0, 0, set()
     t0 = time.monotonic()
 
     def reap(block):
@@ -46,6 +49,7 @@ def main():
             alive.discard(pid)
             if os.waitstatus_to_exitcode(status) == 0:
                 ok += 1
+                ok_pids.add(pid)
             else:
                 failed += 1
         return pid
@@ -64,7 +68,7 @@ def main():
         alive.add(pid)
     while alive:
         reap(True)
-    print(json.dumps({"processes": n, "ok": ok, "failed": failed, "bytes": ok * BLOCK,
+    print(json.dumps({"processes": n, "ok": ok, "failed": failed, "bytes": ok * BLOCK, "distinct_pids": len(ok_pids),
                       "seconds": round(time.monotonic() - t0, 2)}))
 
 
