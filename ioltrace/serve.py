@@ -18,6 +18,7 @@ import gc
 import ipaddress
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -74,6 +75,11 @@ def url(addr, scheme="http"):
     return f"{scheme}://{host_port(addr)}/metrics"
 
 
+# A client that closed its connection while we answered: over TLS the
+# write fails with ssl.SSLEOFError rather than BrokenPipeError.
+_GONE = (ConnectionError, ssl.SSLError, socket.timeout)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = f"ioltrace/{__version__}"
     timeout = REQUEST_TIMEOUT
@@ -114,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if body_wanted:
                 self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
+        except _GONE:
             pass    # the scraper gave up (its timeout); nothing to tell it
 
     def log_message(self, format, *args):
@@ -133,6 +139,13 @@ class MetricsServer(ThreadingHTTPServer):
         self.web = web or webconfig.WebConfig("")
         self.auth = webconfig.Authenticator(self.web.users)
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request, client_address):
+        """One line instead of socketserver's traceback on stderr: a client
+        that breaks off costs nothing, anything else is said once."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, _GONE):
+            self.report(f"a request from {client_address[0]} failed: {type(e).__name__}: {e}")
 
     def finish_request(self, request, client_address):
         # In the request's thread (ThreadingMixIn): the TLS handshake of a

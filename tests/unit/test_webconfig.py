@@ -274,3 +274,31 @@ def test_basic_auth_over_plain_http(server, pw_hash):
     port = server(f"basic_auth_users:\n  prom: {pw_hash}\n")
     assert get(f"http://127.0.0.1:{port}/metrics")[0] == 401
     assert get(f"http://127.0.0.1:{port}/metrics", auth=basic("prom", "s3cret"))[::2] == (200, BODY)
+
+
+def test_a_scraper_that_breaks_off_mid_answer_leaves_no_traceback(tmp_path, certs, capfd):
+    """A scraper whose timeout ends the connection while serve writes a
+    large answer over TLS (the write fails with ssl.SSLEOFError, seen in an
+    emulated guest): nothing on stderr, and the next scrape is answered."""
+    big = b"# TYPE up gauge\n" + b"up 1\n" * (8 << 20)
+    web = webconfig.load(str(write(tmp_path, tls_yaml(certs))))
+    reports = []
+    srv = serve.bind(("127.0.0.1", 0), lambda fmt: big, report=reports.append, web=web)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        port = srv.server_address[1]
+        for _ in range(3):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+            with client_ctx(certs).wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert s.recv(4096)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        code, _, body = get(f"https://127.0.0.1:{port}/healthz", client_ctx(certs))
+        assert (code, body) == (200, b"ok\n")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(30)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and not reports, (err, reports)
