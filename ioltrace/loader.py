@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import bpfsys, fold, headers, layout, maps, probepath
+from . import bpfsys, fold, headers, layout, maps, memory, probepath
 from . import layers as layer_decls
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
@@ -204,10 +204,12 @@ class Tracer:
     """
 
     def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None,
-                 keep_exited=layout.DEFAULT_KEEP_EXITED_S, events=()):
+                 keep_exited=layout.DEFAULT_KEEP_EXITED_S, events=(), on_fold=()):
         self.opts = opts
         self.layers = layer_decls.named(layers)
-        self.folder = fold.Folder(keep_exited)
+        self.trimmer = memory.Trimmer()
+        # on_fold: more callbacks given the tgids folded (the resolver forgets their names).
+        self.folder = fold.Folder(keep_exited, on_fold=(self.trimmer.folded, *on_fold))
         self.progs = {}           # layer name -> bcc BPF object
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
@@ -285,6 +287,9 @@ class Tracer:
         """Everything in the maps now (maps.decode), with the processes
         that exited more than keep_exited seconds ago folded (fold.py)."""
         final, self._final = self._final, False
+        # The snapshots before the last fold are dropped by now (session.run
+        # keeps the previous one only): their heap pages can go back.
+        self.trimmer.maybe_trim()
         now = time.monotonic_ns()
         raw, counters = self._read()
         snap = maps.decode(now, self.layers, raw, counters)

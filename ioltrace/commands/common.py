@@ -198,7 +198,7 @@ def open_tracer(opts, resolver, **extra):
     kopts = kernel_options(opts, resolver, by_thread=bykeys.of(opts.by).kind == "thread",
                            probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
-                         keep_exited=opts.keep_exited)
+                         keep_exited=opts.keep_exited, on_fold=(resolver.forget,))
 
 
 def controls_lookup(by, resolver):

@@ -223,7 +223,7 @@ class FakeTracer:
     headers = SimpleNamespace(kind="fake", detail="fake")
     compile_s = 0.0
 
-    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None, keep_exited=None):
+    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None, keep_exited=None, on_fold=()):
         self.n = 0
 
     def describe(self):
