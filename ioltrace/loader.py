@@ -56,6 +56,7 @@ class Options(NamedTuple):
                                            1 << 20) - 1).bit_length())
     stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
     hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
+    errs_entries: int = _env_size("IOLTRACE_ERRS_ENTRIES", layout.DEFAULT_ERRS_ENTRIES, 1, 1 << 20)
 
 
 def bpf_dir():
@@ -112,7 +113,8 @@ def start_tracepoint(root=None):
 def cflags(opts, start_tp):
     flags = [f"-DIOLT_INFLIGHT_BITS={int(opts.inflight_bits)}",
              f"-DIOLT_STATS_ENTRIES={int(opts.stats_entries)}",
-             f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}"]
+             f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}",
+             f"-DIOLT_ERRS_ENTRIES={int(opts.errs_entries)}"]
     if start_tp == "block_io_start":
         flags.append("-DIOLT_START_IO_START")
     if opts.by_thread:
@@ -421,10 +423,17 @@ def _loop_probes(tracer, root):
 _PROBES = {"block": _block_probes, "syscall": _syscall_probes, "loop": _loop_probes}
 
 
+# bpf_map_type numbers (uapi/linux/bpf.h) of the maps that refuse an insert
+# when full; LRU hashes evict instead, arrays never take a new key.
+_REFUSING_MAPS = {1: "hash", 5: "percpu_hash"}
+
+
 def check_layout(b, layer, source=None):
     """Every map of the layer as the C program `source` (None: the layer's
-    own) compiled it has the key and value sizes layout.py decodes with; a
-    header drift would misread every entry."""
+    own) compiled it has the key and value sizes layout.py decodes with (a
+    header drift would misread every entry); every map that can refuse an
+    insert has a counter of the refusals, and the counter array has a slot
+    for each counter of the layer."""
     for m in layer.maps_of(source):
         table = b[m.name]
         for part, ctype in (("Key", m.key), ("Leaf", m.value)):
@@ -432,6 +441,15 @@ def check_layout(b, layer, source=None):
             if got != ctypes.sizeof(ctype):
                 raise CompileFailed(f"map {m.name} {'value' if part == 'Leaf' else 'key'} is {got} bytes, "
                                     f"ioltrace expects {ctypes.sizeof(ctype)}")
+        kind = _REFUSING_MAPS.get(getattr(table, "ttype", None))
+        if kind and m.full is None:
+            raise CompileFailed(f"map {m.name} is a {kind} map, which can fill, and layers.py names no counter "
+                                "for its refused inserts")
+    if layer.counters_map is not None:
+        slots = getattr(b[layer.counters_map], "max_entries", len(layer.counters))
+        if slots != len(layer.counters):
+            raise CompileFailed(f"map {layer.counters_map} has {slots} counters, ioltrace expects "
+                                f"{len(layer.counters)}")
 
 
 def use_headers():
