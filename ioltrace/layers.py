@@ -220,6 +220,8 @@ BY_NAME = {layer.name: layer for layer in ALL}
 # top, run and serve group, record and export.
 GROUPED = (BLOCK, SYSCALL)
 ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms)
+# counter name -> the name of the layer that counts it (its counters_map or derived)
+COUNTER_LAYER = {n: layer.name for layer in ALL for n in layer.counters + layer.derived}
 
 
 def named(names):
