@@ -244,6 +244,9 @@ class Tracer:
             self.close()
             raise
         self.compile_s = time.monotonic() - t0
+        # The compile leaves about 30 MiB of freed heap behind (clang's ASTs).
+        memory.trim()
+        memory.fix_mmap_threshold()
 
     def _follow_forks(self, b):
         # Attach first, then read /proc: a fork in between is seen by both.
@@ -534,11 +537,43 @@ def _array_words(table):
     return words
 
 
+# Entries read per batch lookup; range 1..1M. bcc's items_lookup_batch
+# sizes its buffers by the map's max_entries (12 MiB for the default
+# histogram map, every interval, however few entries it holds).
+BATCH_ENTRIES = 4096
+
+
 def _items(table):
     try:
-        return list(table.items_lookup_batch())
+        return _batched(table, min(BATCH_ENTRIES, max(1, table.max_entries)))
     except Exception:
         # Batch lookups need Linux 5.6; fall back to one syscall per entry.
         return list(table.items())
+
+
+def _batched(table, n):
+    """Every (key, value) of a hash map, `n` entries per bpf_lookup_batch;
+    each pair shares the buffer of its batch."""
+    import errno
+
+    from bcc.libbcc import lib
+
+    out = []
+    token = ctypes.c_uint32(0)
+    first = True
+    while True:
+        keys, values = (table.Key * n)(), (table.Leaf * n)()
+        count = ctypes.c_uint32(n)
+        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token), ctypes.byref(token),
+                                   ctypes.byref(keys), ctypes.byref(values), ctypes.byref(count))
+        err = ctypes.get_errno()
+        out.extend(zip(keys[:count.value], values[:count.value]))
+        if res != 0:
+            if err == errno.ENOENT:   # the last batch
+                return out
+            raise OSError(err, os.strerror(err))
+        if not count.value:
+            raise OSError(errno.EAGAIN, "a batch lookup made no progress")
+        first = False
 
 

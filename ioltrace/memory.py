@@ -3,40 +3,56 @@
 A fold drops the snapshot cells of many processes at once; glibc keeps the
 freed heap pages for reuse, so without a trim the resident size stays at the
 churn's peak (benchmarks/RESULTS.md, churn). malloc_trim(0) returns the free
-pages of every arena. Other C libraries (musl) have no malloc_trim: then
-nothing is done. Must not import bcc.
+pages of every arena. And glibc raises its mmap threshold to the size of any
+mmapped block freed (up to 32 MiB), after which a snapshot's histogram array
+(maps.decode_hists: 8 KiB per cell) comes from the heap, zeroed in full;
+fixed at 128 KiB, such arrays are mapped afresh, resident only in the pages
+a count touches, and unmapped when freed. Other C libraries (musl) have
+neither call: then nothing is done. Must not import bcc.
 """
 
 import ctypes
 import ctypes.util
 
+M_MMAP_THRESHOLD = -3          # mallopt() parameter (malloc.h)
+MMAP_THRESHOLD = 128 * 1024    # glibc's initial value; range 4 KiB..32 MiB
+
 # Processes folded since the last trim that make the next one worth its
 # cost (a trim walks the heap: milliseconds); range 1..4194304.
 TRIM_AFTER_PROCESSES = 256
 
-_trim = None
+_libc = None
 
 
-def _malloc_trim():
-    global _trim
-    if _trim is None:
+def _fn(name, argtypes):
+    """A function of the C library, or None where it has none."""
+    global _libc
+    if _libc is None:
         try:
-            fn = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
-            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-            _trim = fn
-        except (OSError, AttributeError):
-            _trim = False
-    return _trim
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        except OSError:
+            _libc = False
+    fn = getattr(_libc, name, None) if _libc else None
+    if fn is not None:
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
 
 
 def trim():
     """Return free heap pages to the system; False where the C library
     cannot."""
-    fn = _malloc_trim()
-    if not fn:
+    fn = _fn("malloc_trim", [ctypes.c_size_t])
+    if fn is None:
         return False
     fn(0)
     return True
+
+
+def fix_mmap_threshold(size=MMAP_THRESHOLD):
+    """Keep large blocks out of the heap for good (see the module's
+    docstring); False where the C library cannot."""
+    fn = _fn("mallopt", [ctypes.c_int, ctypes.c_int])
+    return bool(fn is not None and fn(M_MMAP_THRESHOLD, size))
 
 
 class Trimmer:
