@@ -10,6 +10,7 @@ live here rather than leak bcc objects into other modules.
 """
 
 import ctypes
+import errno
 import os
 import sys
 import tempfile
@@ -554,8 +555,6 @@ def _items(table):
 def _batched(table, n):
     """Every (key, value) of a hash map, `n` entries per bpf_lookup_batch;
     each pair shares the buffer of its batch."""
-    import errno
-
     from bcc.libbcc import lib
 
     out = []

@@ -2,7 +2,7 @@
 
 A fold drops the snapshot cells of many processes at once; glibc keeps the
 freed heap pages for reuse, so without a trim the resident size stays at the
-churn's peak (benchmarks/RESULTS.md, churn). malloc_trim(0) returns the free
+churn's peak (benchmarks/RESULTS.md, churn-memory). malloc_trim(0) returns the free
 pages of every arena. And glibc raises its mmap threshold to the size of any
 mmapped block freed (up to 32 MiB), after which a snapshot's histogram array
 (maps.decode_hists: 8 KiB per cell) comes from the heap, zeroed in full;
