@@ -234,7 +234,8 @@ def test_csv_kernel_rows_carry_the_layer_that_counts_them(tmp_path, layer):
 # -- --json - on a fake tracer: stdout is JSON only ---------------------------------
 
 class FakeTracer:
-    """Snapshots that grow by one 4 KiB write of pid 4000000 per call."""
+    """Snapshots that grow by one 4 KiB write of pid 4194305 per call: above
+    PID_MAX_LIMIT (2^22), so no process of the machine renames it."""
 
     start_tp = "block_io_start"
     headers = SimpleNamespace(kind="fake", detail="fake")
@@ -248,7 +249,7 @@ class FakeTracer:
 
     def snapshot(self):
         self.n += 1
-        k = Key(5, 4_000_000, 0, SDA, W)
+        k = Key(5, 4_194_305, 0, SDA, W)
         d = np.full(self.n, 5000)
         return Snapshot(self.n, {k: Totals(self.n, 4096 * self.n, 0, self.n, int(d.sum()), "fake")},
                         {(k, layout.STAGE_DEVICE): hist.from_samples(d),
