@@ -23,7 +23,7 @@
 BPF_ARRAY(inflight, struct iolt_rq, IOLT_INFLIGHT_SLOTS);
 BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, IOLT_ERRS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
 
 static __always_inline void count(u32 idx)
@@ -251,6 +251,8 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 		u64 *e = errs.lookup_or_try_init(&ek, &zero);
 		if (e)
 			__sync_fetch_and_add(e, 1);
+		else
+			count(IOLT_CNT_ERRS_FULL);
 	} else {
 		__sync_fetch_and_add(&st->bytes, (u64)args->nr_sector << 9);
 	}

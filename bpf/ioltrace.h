@@ -48,7 +48,8 @@
 #define IOLT_CNT_FILTERED_CHILDREN 9
 #define IOLT_CNT_FILTERED_COMM 10
 #define IOLT_CNT_FILTERED_DISK 11
-#define IOLT_NCOUNTERS 12
+#define IOLT_CNT_ERRS_FULL 12     /* errno map full: the error counts in stats, its errno is not recorded */
+#define IOLT_NCOUNTERS 13
 
 /* Why a request is not traced (iolt_task_filter, block.bpf.c attribute());
  * 0: traced. Filters are tried in this order. */
@@ -69,6 +70,9 @@
 #endif
 #ifndef IOLT_HIST_ENTRIES
 #define IOLT_HIST_ENTRIES 262144     /* (stats key, stage, bucket) cells; range 8..4M */
+#endif
+#ifndef IOLT_ERRS_ENTRIES
+#define IOLT_ERRS_ENTRIES 4096       /* (stats key, errno) pairs, block and syscall layers; range 1..1M */
 #endif
 
 /* tgid of the catch-all key that takes I/O once the stats map is full. */
@@ -156,7 +160,8 @@ struct iolt_err_key {
 #define IOLT_SC_CNT_DROPPED 0     /* in-syscall map full: call not timed */
 #define IOLT_SC_CNT_STATS_FULL 1  /* stats map full: call not counted */
 #define IOLT_SC_CNT_HIST_FULL 2   /* histogram map full: sample not recorded */
-#define IOLT_SC_NCOUNTERS 3
+#define IOLT_SC_CNT_ERRS_FULL 3   /* errno map full: the error counts in stats, its errno is not recorded */
+#define IOLT_SC_NCOUNTERS 4
 
 struct iolt_sc_start {
 	__u64 ts;

@@ -31,7 +31,7 @@
 BPF_ARRAY(inflight, struct iolt_rqp, IOLT_INFLIGHT_SLOTS);
 BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, 4096, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, IOLT_ERRS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
 /* Bios of requests the flush machinery takes (IOLT_FLUSH_BIOS, below);
  * declared on every kernel so that the map set is one. */
@@ -486,6 +486,8 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 		u64 *e = errs.lookup_or_try_init(&ek, &zero);
 		if (e)
 			__sync_fetch_and_add(e, 1);
+		else
+			count(IOLT_CNT_ERRS_FULL);
 	}
 	__sync_fetch_and_add(&st->queue_ns, (u64)qns);
 	__sync_fetch_and_add(&st->device_ns, (u64)dns);

@@ -21,7 +21,7 @@
 BPF_HASH(sc_start, u32, struct iolt_sc_start, IOLT_SC_THREADS);
 BPF_F_TABLE("hash", struct iolt_sc_key, struct iolt_sc_stat, sc_stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_sc_hist_key, u64, sc_hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
-BPF_F_TABLE("hash", struct iolt_sc_err_key, u64, sc_errs, 4096, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct iolt_sc_err_key, u64, sc_errs, IOLT_ERRS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_ARRAY(sc_counters, u64, IOLT_SC_NCOUNTERS);
 
 static __always_inline void sc_count(u32 idx)
@@ -104,6 +104,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 		u64 *e = sc_errs.lookup_or_try_init(&ek, &zero);
 		if (e)
 			__sync_fetch_and_add(e, 1);
+		else
+			sc_count(IOLT_SC_CNT_ERRS_FULL);
 	} else if (sc < IOLT_SC_BYTES_FAMILY) {
 		__sync_fetch_and_add(&s->bytes, (u64)ret);
 	}

@@ -28,8 +28,9 @@ def proc_alive(tgid, proc="/proc"):
 class Folder:
     """Which tgids to fold at each snapshot, and the folded counts so far."""
 
-    def __init__(self, grace_s=layout.DEFAULT_KEEP_EXITED_S, alive=proc_alive, clock=time.monotonic):
+    def __init__(self, grace_s=layout.DEFAULT_KEEP_EXITED_S, alive=proc_alive, clock=time.monotonic, on_fold=()):
         self.grace = grace_s
+        self.on_fold = tuple(on_fold)  # each called with the set of tgids just folded
         self.alive = alive
         self.clock = clock
         self.gone_since = {}  # tgid -> when it was first seen gone
@@ -68,6 +69,8 @@ class Folder:
         due = self.due(_tgids(snap))
         if due:
             self.add(take(due))
+            for fn in self.on_fold:
+                fn(due)
         f = self.folded
         if not (due or any(getattr(f, n) for n in _TOTALS)):
             return snap

@@ -133,7 +133,9 @@ def by_key(snap, kind, resolver, split_disk=True, split_op=True, ops=None, layer
             continue
         hs = slot(key)["hists"]
         name = layer.stages[stage] if stage < len(layer.stages) else str(stage)
-        hs[name] = hs[name] + arr if name in hs else arr.copy()
+        # The snapshot's own array while a group has one cell of a stage
+        # (a sum is a new array; nothing changes a group's arrays in place).
+        hs[name] = hs[name] + arr if name in hs else arr
     for (key, errno), n in (getattr(snap, errors_f).items() if errors_f else ()):
         if not wanted(key):
             continue

@@ -128,8 +128,9 @@ BLOCK = Layer(
         Map("inflight", U32, layout.Rq),
         Map("stats", layout.StatKey, layout.Stat, "stats_full"),
         Map("hist", layout.HistKey, U64, "hist_full"),
-        # The errno split only refines stats' error count, which is exact.
-        Map("errs", layout.ErrKey, U64),
+        # The errno split only refines stats' error count, which stays exact
+        # when this map is full.
+        Map("errs", layout.ErrKey, U64, "errs_full"),
         Map("counters", U32, U64),
     ),
     stats="stats", hist="hist", errs="errs", counters_map="counters",
@@ -172,7 +173,7 @@ SYSCALL = Layer(
         Map("sc_start", U32, layout.ScStart, "syscall_dropped"),
         Map("sc_stats", layout.ScKey, layout.ScStat, "syscall_stats_full"),
         Map("sc_hist", layout.ScHistKey, U64, "syscall_hist_full"),
-        Map("sc_errs", layout.ScErrKey, U64),   # as block's errs
+        Map("sc_errs", layout.ScErrKey, U64, "syscall_errs_full"),   # as block's errs
         Map("sc_counters", U32, U64),
     ),
     stats="sc_stats", hist="sc_hist", errs="sc_errs", counters_map="sc_counters",
@@ -219,6 +220,8 @@ BY_NAME = {layer.name: layer for layer in ALL}
 # top, run and serve group, record and export.
 GROUPED = (BLOCK, SYSCALL)
 ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms)
+# counter name -> the name of the layer that counts it (its counters_map or derived)
+COUNTER_LAYER = {n: layer.name for layer in ALL for n in layer.counters + layer.derived}
 
 
 def named(names):

@@ -32,7 +32,9 @@ COUNTERS = (
     "negative",        # clock went backwards between two events
     "stats_full",      # stats map full: I/O counted under "other"
     "hist_full",       # histogram map full: sample not recorded
-) + FILTERED_COUNTERS
+) + FILTERED_COUNTERS + (
+    "errs_full",       # errno map full: the error counts in stats, its errno is not recorded
+)
 # Read by user space from the kernel's per-program recursion_misses: times
 # the kernel skipped one of our programs because another BPF program was
 # running on that CPU. A missed completion is a lost request (and leaves its
@@ -54,8 +56,8 @@ SWEEP_COUNTERS = ("lost", "in_flight_at_stop")
 LOST_AFTER_S = 30    # the SCSI layer's default request timeout; range 1..3600
 # Counters that mean lost or degraded data; issue_no_start is normal on
 # kernels that issue directly without inserting into a scheduler queue.
-ALARM_COUNTERS = (("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full") + MISSED_COUNTERS
-                  + SWEEP_COUNTERS)
+ALARM_COUNTERS = (("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full", "errs_full")
+                  + MISSED_COUNTERS + SWEEP_COUNTERS)
 
 OTHER_TGID = 0xFFFFFFFF
 # User space only (fold.py): the key that holds, per cgroup, disk and op, the
@@ -72,6 +74,7 @@ DEFAULT_INFLIGHT_BITS = 16  # 65536 in-flight slots
 INFLIGHT_WAYS = 4           # slots a request may take in its set
 DEFAULT_STATS_ENTRIES = 16384
 DEFAULT_HIST_ENTRIES = 262144
+DEFAULT_ERRS_ENTRIES = 4096
 
 
 class Rq(ctypes.Structure):
@@ -215,7 +218,7 @@ DEFAULT_SYSCALLS = tuple(s for s in SYSCALLS if s not in OPT_IN_SYSCALLS)
 READ_SYSCALLS = frozenset(SYSCALLS[0:SC_BYTES_FAMILY:2])
 WRITE_SYSCALLS = frozenset(SYSCALLS[1:SC_BYTES_FAMILY:2])
 DEFAULT_SC_THREADS = 65536
-SC_COUNTERS = ("syscall_dropped", "syscall_stats_full", "syscall_hist_full")
+SC_COUNTERS = ("syscall_dropped", "syscall_stats_full", "syscall_hist_full", "syscall_errs_full")
 
 
 class ScStart(ctypes.Structure):

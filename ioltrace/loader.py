@@ -10,6 +10,7 @@ live here rather than leak bcc objects into other modules.
 """
 
 import ctypes
+import errno
 import os
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import bpfsys, fold, headers, layout, maps, probepath
+from . import bpfsys, fold, headers, layout, maps, memory, probepath
 from . import layers as layer_decls
 from .errors import BccMissing, CompileFailed, HeadersMissing, KernelUnsupported, NotPermitted
 
@@ -56,6 +57,7 @@ class Options(NamedTuple):
                                            1 << 20) - 1).bit_length())
     stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
     hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
+    errs_entries: int = _env_size("IOLTRACE_ERRS_ENTRIES", layout.DEFAULT_ERRS_ENTRIES, 1, 1 << 20)
 
 
 def bpf_dir():
@@ -112,7 +114,8 @@ def start_tracepoint(root=None):
 def cflags(opts, start_tp):
     flags = [f"-DIOLT_INFLIGHT_BITS={int(opts.inflight_bits)}",
              f"-DIOLT_STATS_ENTRIES={int(opts.stats_entries)}",
-             f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}"]
+             f"-DIOLT_HIST_ENTRIES={int(opts.hist_entries)}",
+             f"-DIOLT_ERRS_ENTRIES={int(opts.errs_entries)}"]
     if start_tp == "block_io_start":
         flags.append("-DIOLT_START_IO_START")
     if opts.by_thread:
@@ -204,10 +207,12 @@ class Tracer:
     """
 
     def __init__(self, opts=Options(), verbose=False, layers=("block",), syscalls=None,
-                 keep_exited=layout.DEFAULT_KEEP_EXITED_S, events=()):
+                 keep_exited=layout.DEFAULT_KEEP_EXITED_S, events=(), on_fold=()):
         self.opts = opts
         self.layers = layer_decls.named(layers)
-        self.folder = fold.Folder(keep_exited)
+        self.trimmer = memory.Trimmer()
+        # on_fold: more callbacks given the tgids folded (the resolver forgets their names).
+        self.folder = fold.Folder(keep_exited, on_fold=(self.trimmer.folded, *on_fold))
         self.progs = {}           # layer name -> bcc BPF object
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
@@ -240,6 +245,9 @@ class Tracer:
             self.close()
             raise
         self.compile_s = time.monotonic() - t0
+        # The compile leaves about 30 MiB of freed heap behind (clang's ASTs).
+        memory.trim()
+        memory.fix_mmap_threshold()
 
     def _follow_forks(self, b):
         # Attach first, then read /proc: a fork in between is seen by both.
@@ -285,6 +293,9 @@ class Tracer:
         """Everything in the maps now (maps.decode), with the processes
         that exited more than keep_exited seconds ago folded (fold.py)."""
         final, self._final = self._final, False
+        # The snapshots before the last fold are dropped by now (session.run
+        # keeps the previous one only): their heap pages can go back.
+        self.trimmer.maybe_trim()
         now = time.monotonic_ns()
         raw, counters = self._read()
         snap = maps.decode(now, self.layers, raw, counters)
@@ -416,10 +427,17 @@ def _loop_probes(tracer, root):
 _PROBES = {"block": _block_probes, "syscall": _syscall_probes, "loop": _loop_probes}
 
 
+# bpf_map_type numbers (uapi/linux/bpf.h) of the maps that refuse an insert
+# when full; LRU hashes evict instead, arrays never take a new key.
+_REFUSING_MAPS = {1: "hash", 5: "percpu_hash"}
+
+
 def check_layout(b, layer, source=None):
     """Every map of the layer as the C program `source` (None: the layer's
-    own) compiled it has the key and value sizes layout.py decodes with; a
-    header drift would misread every entry."""
+    own) compiled it has the key and value sizes layout.py decodes with (a
+    header drift would misread every entry); every map that can refuse an
+    insert has a counter of the refusals, and the counter array has a slot
+    for each counter of the layer."""
     for m in layer.maps_of(source):
         table = b[m.name]
         for part, ctype in (("Key", m.key), ("Leaf", m.value)):
@@ -427,6 +445,15 @@ def check_layout(b, layer, source=None):
             if got != ctypes.sizeof(ctype):
                 raise CompileFailed(f"map {m.name} {'value' if part == 'Leaf' else 'key'} is {got} bytes, "
                                     f"ioltrace expects {ctypes.sizeof(ctype)}")
+        kind = _REFUSING_MAPS.get(getattr(table, "ttype", None))
+        if kind and m.full is None:
+            raise CompileFailed(f"map {m.name} is a {kind} map, which can fill, and layers.py names no counter "
+                                "for its refused inserts")
+    if layer.counters_map is not None:
+        slots = getattr(b[layer.counters_map], "max_entries", len(layer.counters))
+        if slots != len(layer.counters):
+            raise CompileFailed(f"map {layer.counters_map} has {slots} counters, ioltrace expects "
+                                f"{len(layer.counters)}")
 
 
 def use_headers():
@@ -511,11 +538,41 @@ def _array_words(table):
     return words
 
 
+# Entries read per batch lookup; range 1..1M. bcc's items_lookup_batch
+# sizes its buffers by the map's max_entries (12 MiB for the default
+# histogram map, every interval, however few entries it holds).
+BATCH_ENTRIES = 4096
+
+
 def _items(table):
     try:
-        return list(table.items_lookup_batch())
+        return _batched(table, min(BATCH_ENTRIES, max(1, table.max_entries)))
     except Exception:
         # Batch lookups need Linux 5.6; fall back to one syscall per entry.
         return list(table.items())
+
+
+def _batched(table, n):
+    """Every (key, value) of a hash map, `n` entries per bpf_lookup_batch;
+    each pair shares the buffer of its batch."""
+    from bcc.libbcc import lib
+
+    out = []
+    token = ctypes.c_uint32(0)
+    first = True
+    while True:
+        keys, values = (table.Key * n)(), (table.Leaf * n)()
+        count = ctypes.c_uint32(n)
+        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token), ctypes.byref(token),
+                                   ctypes.byref(keys), ctypes.byref(values), ctypes.byref(count))
+        err = ctypes.get_errno()
+        out.extend(zip(keys[:count.value], values[:count.value]))
+        if res != 0:
+            if err == errno.ENOENT:   # the last batch
+                return out
+            raise OSError(err, os.strerror(err))
+        if not count.value:
+            raise OSError(errno.EAGAIN, "a batch lookup made no progress")
+        first = False
 
 

@@ -37,18 +37,26 @@ def decode_totals(layer, pairs):
 
 
 def decode_hists(pairs, layer=layers.BLOCK):
-    """The layer's histogram map -> {(key, stage) or key: bucket counts}."""
-    out = {}
+    """The layer's histogram map -> {(key, stage) or key: bucket counts}.
+
+    The cells' arrays are rows of one array: one allocation per snapshot
+    rather than one of 8 KiB per cell, which glibc's heap kept after the
+    cells of exited processes were dropped. A row keeps the whole array
+    alive: whatever keeps a cell beyond the next snapshot copies it."""
+    index, rows, buckets, counts = {}, [], [], []
     for k, v in pairs:
         key = decode_key(layer, k.k)
         cell = (key, int(k.stage)) if layer.staged else key
-        arr = out.get(cell)
-        if arr is None:
-            arr = out[cell] = np.zeros(layout.NBUCKETS, dtype=np.uint64)
+        row = index.setdefault(cell, len(index))
         b = int(k.bucket)
         if 0 <= b < layout.NBUCKETS:
-            arr[b] += value_int(v)
-    return out
+            rows.append(row)
+            buckets.append(b)
+            counts.append(value_int(v))
+    grid = np.zeros((len(index), layout.NBUCKETS), dtype=np.uint64)
+    if rows:
+        np.add.at(grid, (np.array(rows), np.array(buckets)), np.array(counts, dtype=np.uint64))
+    return {cell: grid[row] for cell, row in index.items()}
 
 
 def decode_errors(pairs, layer=layers.BLOCK):
@@ -128,12 +136,22 @@ def _delta_totals(cur, prev, gauges=()):
 
 
 def _delta_hists(cur, prev):
-    out = {}
+    """The cells that moved; differences are rows of one array (as in
+    decode_hists), new cells cur's own arrays."""
+    out, changed = {}, []
     for cell, arr in cur.items():
         p = prev.get(cell)
-        d = arr if p is None else arr - p
-        if d.any():
-            out[cell] = d
+        if p is None:
+            if arr.any():
+                out[cell] = arr
+        elif p is not arr:
+            changed.append((cell, arr, p))
+    if changed:
+        grid = np.empty((len(changed), layout.NBUCKETS), dtype=np.uint64)
+        for row, (cell, arr, p) in enumerate(changed):
+            d = np.subtract(arr, p, out=grid[row])
+            if d.any():
+                out[cell] = d
     return out
 
 
@@ -176,7 +194,10 @@ def add_totals(a, b):
 def _add(a, b):
     if isinstance(b, tuple):
         return add_totals(a, b)
-    return b if a is None else a + b  # a new array or int: never in place
+    if a is None:
+        # A copy: a row of a snapshot's array would keep all of it (decode_hists).
+        return b.copy() if isinstance(b, np.ndarray) else b
+    return a + b  # a new array or int: never in place
 
 
 def fold_into(dest, part):

@@ -275,6 +275,12 @@ class Resolver:
                 return fields[2]
         return None
 
+    def forget(self, pids) -> None:
+        """Drop what was remembered of these processes: once folded
+        (fold.py), their I/O is shown under the exited key, never by pid."""
+        for pid in pids:
+            self._procs.pop(pid, None)
+
     def pid_exists(self, pid: int) -> bool:
         return int(pid) > 0 and os.path.isdir(f"{self.proc_root}/{int(pid)}")
 

@@ -144,7 +144,9 @@ def write_json(writer, delta, opts, resolver, start, end):
     """One interval as JSON lines: the same keys as the CSV rows of write_csv."""
     from ..recording import from_group
 
-    series = [from_group(g, name) for name, groups in recorded_groups(delta, opts, resolver) for g in groups]
+    # One Series at a time: each holds its own histograms (8 KiB a stage),
+    # and under process churn an interval has thousands of keys.
+    series = (from_group(g, name) for name, groups in recorded_groups(delta, opts, resolver) for g in groups)
     writer.write_interval(series, start, end, delta.counters)
 
 
@@ -198,7 +200,7 @@ def open_tracer(opts, resolver, **extra):
     kopts = kernel_options(opts, resolver, by_thread=bykeys.of(opts.by).kind == "thread",
                            probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
-                         keep_exited=opts.keep_exited)
+                         keep_exited=opts.keep_exited, on_fold=(resolver.forget,))
 
 
 def controls_lookup(by, resolver):

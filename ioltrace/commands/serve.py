@@ -60,7 +60,7 @@ def main(opts: Options) -> int:
             # requests wait in the backlog until the thread starts.
             server = serve.bind(addr, lambda fmt: scraper.render(fmt), web=web)
         tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,
-                               keep_exited=opts.keep_exited)
+                               keep_exited=opts.keep_exited, on_fold=(resolver.forget,))
         info = {"version": __version__, "start_tracepoint": tracer.start_tp or "none",
                 "headers": tracer.headers.kind, "layers": ",".join(chosen)}
         exporter = prometheus.Exporter(resolver, per_process=opts.per_process, max_series=opts.max_series,

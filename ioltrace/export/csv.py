@@ -14,7 +14,7 @@ import os
 import sys
 from datetime import datetime, timezone
 
-from .. import layout
+from .. import layers, layout
 from ..errors import BadInput
 from ..records import CsvRow
 from ..fmt import errno_name, spell
@@ -95,10 +95,15 @@ class CsvWriter:
         self._write_rows(rows(groups, start_ts, end_ts, counters), extra_rows)
 
     def write_layers(self, layer_groups, start_ts, end_ts, counters=None):
-        """One interval of [(layer name, Groups)]; the kernel counters
-        follow the first layer's rows, all in a single write."""
-        self._write_rows(*(rows(groups, start_ts, end_ts, counters if i == 0 else None, layer=name)
-                           for i, (name, groups) in enumerate(layer_groups)))
+        """One interval of [(layer name, Groups)], all in a single write;
+        each kernel counter follows the rows of the layer that counts it
+        (layers.COUNTER_LAYER), one of no listed layer the first layer's."""
+        names = [name for name, _ in layer_groups]
+        owned = {name: {} for name in names}
+        for k, v in (counters or {}).items() if names else ():
+            owner = layers.COUNTER_LAYER.get(k)
+            owned[owner if owner in owned else names[0]][k] = v
+        self._write_rows(*(rows(groups, start_ts, end_ts, owned[name], layer=name) for name, groups in layer_groups))
 
     def _write_rows(self, *row_lists):
         buf = io.StringIO()

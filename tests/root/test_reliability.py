@@ -268,3 +268,65 @@ def test_kill_9_leaves_a_readable_recording(loopdev, tmp_path):
     intervals = {(r.interval_start, r.interval_end) for r in rows}
     assert len(intervals) >= 5
     assert sum(r.count for r in rows if r.stage == "bytes") > 0
+
+
+# Each process writes 4 KiB (one page: one request, never split) with
+# O_DIRECT at these offsets, past the 8 MiB the full tmpfs holds, and reports
+# the errno of every write that failed.
+FAILING_WRITER = r"""
+import json, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+errnos = []
+for off in map(int, sys.argv[2:]):
+    try:
+        os.pwrite(fd, buf, off)
+    except OSError as e:
+        errnos.append(e.errno)
+print(json.dumps(errnos))
+"""
+
+
+@pytest.mark.parametrize("layer,probes", [("block", "raw"), ("block", "classic"), ("syscall", None)])
+def test_a_full_errno_map_counts_every_error_it_could_not_hold(failing_loop, make_cgroup, tmp_path, layer,
+                                                               probes):
+    """The errno map of one entry (IOLTRACE_ERRS_ENTRIES=1) holds the errors
+    of one (process, errno) key; the other processes' errors are counted by
+    errs_full. Ground truth: the errnos the writers themselves got."""
+    name = os.path.basename(failing_loop)
+    # Fill the tmpfs first, untraced: from then on every write past 8 MiB fails.
+    subprocess.run(["dd", "if=/dev/zero", f"of={failing_loop}", "bs=1M", "count=16", "oflag=direct"],
+                   capture_output=True, timeout=room(120))
+    cg = make_cgroup("errsfull")
+    csv_path = tmp_path / "errs.csv"
+    env = dict(os.environ, IOLTRACE_ERRS_ENTRIES="1")
+    if layer == "block":
+        args = ["--disk", name, "--probes", probes]
+        full = "errs_full"
+    else:
+        args = ["--layer", "syscall", "--syscalls", "pwrite64", "--cgroup", cg.rel]
+        full = "syscall_errs_full"
+    t = Ioltrace(["hist", "--by", "process", *args, "--csv", str(csv_path)], env=env)
+    try:
+        seen = []
+        for n in range(5):
+            offsets = [(32 << 20) + ((n * 3 + i) << 16) for i in range(3)]
+            p = subprocess.run(cg.wrap([sys.executable, "-c", FAILING_WRITER, failing_loop, *map(str, offsets)]),
+                               capture_output=True, text=True, timeout=room(120))
+            assert p.returncode == 0, p.stderr
+            seen += json.loads(p.stdout)
+        assert t.stop() == 0, t.err
+    finally:
+        t.kill()
+    # ENOSPC from a direct-I/O loop device, EIO through the page cache.
+    assert len(seen) == 15 and set(seen) <= {28, 5}, seen
+    rows = [r for r in rec.read(csv_path) if r.layer == layer]
+    by_errno = sum(r.count for r in rows if r.stage.startswith("errno:"))
+    errors = sum(r.count for r in rows if r.stage == "errors")
+    kernel = {}
+    for r in rec.read(csv_path):
+        if r.key_kind == "kernel":
+            kernel[r.key] = kernel.get(r.key, 0) + r.count
+    assert errors == len(seen), (errors, kernel)
+    assert kernel[full] > 0 and by_errno + kernel[full] == len(seen), (by_errno, kernel)
+    assert f"{full}={kernel[full]}" in t.out    # the footer shows it

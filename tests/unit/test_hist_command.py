@@ -13,13 +13,16 @@ from ioltrace.resolve import make_dev
 # Devices no machine running the tests has, so they resolve to MAJ:MIN.
 DEV_A, DEV_B = make_dev(259, 1000), make_dev(259, 1001)
 W = layout.OPS.index("write")
+# Above PID_MAX_LIMIT (2^22, the ceiling of /proc/sys/kernel/pid_max): no
+# process of the machine has it, so its name comes from the snapshot.
+PID = 4194305
 
 
 def snapshot(t_ns, per_dev):
-    """per_dev: {dev: [device latencies]} of one process (pid 4242, dd)."""
+    """per_dev: {dev: [device latencies]} of one process (PID, dd)."""
     totals, hists = {}, {}
     for dev, lat in per_dev.items():
-        k = Key(1, 4242, 4242, dev, W)
+        k = Key(1, PID, PID, dev, W)
         lat = np.asarray(lat, dtype=np.int64)
         totals[k] = Totals(len(lat), 4096 * len(lat), 0, 0, int(lat.sum()), "dd")
         hists[(k, layout.STAGE_QUEUE)] = hist.from_samples(np.zeros_like(lat))
@@ -61,8 +64,8 @@ def test_hist_by_process_splits_several_disks(two_disks, capsys):
     assert cli.main(["hist", "--by", "process", "0.05", "1"]) == 0
     out = capsys.readouterr().out
     titles = [line for line in out.splitlines() if line.endswith("device time")]
-    assert titles == ["PID 4242 (dd)  disk 259:1000  write  device time",
-                      "PID 4242 (dd)  disk 259:1001  write  device time"]
+    assert titles == [f"PID {PID} (dd)  disk 259:1000  write  device time",
+                      f"PID {PID} (dd)  disk 259:1001  write  device time"]
     counts = [int(line.split()[1]) for line in out.splitlines() if line.startswith("  count ")]
     assert counts == [len(fast), len(slow)]
 

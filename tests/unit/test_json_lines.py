@@ -214,16 +214,34 @@ def test_json_lines_equal_the_report_of_the_same_csv_interval(tmp_path):
     assert lines[-1]["kernel_counters"] == sel.counters
 
 
+@pytest.mark.parametrize("layer", ["block", "syscall", "both"])
+def test_csv_kernel_rows_carry_the_layer_that_counts_them(tmp_path, layer):
+    """A counter row's layer is the layer whose program counts it, whatever
+    --layer chose; the syscall layer alone records no block row."""
+    args = top.Options(by="process", op=None, layer=layer, syscalls=layout.DEFAULT_SYSCALLS)
+    delta = fake_delta()
+    traced = layout.COUNTERS * (layer != "syscall") + layout.SC_COUNTERS * (layer != "block")
+    delta = delta._replace(counters={n: i + 1 for i, n in enumerate(traced)})
+    path = tmp_path / "k.csv"
+    w = rec.CsvWriter(str(path))
+    common.write_csv(w, delta, args, FakeResolver(), T0, T1)
+    w.close()
+    kernel = {r.key: r.layer for r in rec.read(path) if r.key_kind == "kernel"}
+    assert kernel == {n: "syscall" if n in layout.SC_COUNTERS else "block" for n in traced}
+    assert {r.layer for r in rec.read(path)} == {"block", "syscall"} if layer == "both" else {layer}
+
+
 # -- --json - on a fake tracer: stdout is JSON only ---------------------------------
 
 class FakeTracer:
-    """Snapshots that grow by one 4 KiB write of pid 4000000 per call."""
+    """Snapshots that grow by one 4 KiB write of pid 4194305 per call: above
+    PID_MAX_LIMIT (2^22), so no process of the machine renames it."""
 
     start_tp = "block_io_start"
     headers = SimpleNamespace(kind="fake", detail="fake")
     compile_s = 0.0
 
-    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None, keep_exited=None):
+    def __init__(self, opts, verbose=False, layers=("block",), syscalls=None, keep_exited=None, on_fold=()):
         self.n = 0
 
     def describe(self):
@@ -231,7 +249,7 @@ class FakeTracer:
 
     def snapshot(self):
         self.n += 1
-        k = Key(5, 4_000_000, 0, SDA, W)
+        k = Key(5, 4_194_305, 0, SDA, W)
         d = np.full(self.n, 5000)
         return Snapshot(self.n, {k: Totals(self.n, 4096 * self.n, 0, self.n, int(d.sum()), "fake")},
                         {(k, layout.STAGE_DEVICE): hist.from_samples(d),

@@ -3,6 +3,9 @@ start-up layout check: map entries built from layout.py's ctypes structs, as
 bcc hands them over, with expectations computed by hand."""
 
 import ctypes
+import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,8 +89,12 @@ def test_fold_take_deletes_only_the_given_processes():
 
 
 class _Table:
-    def __init__(self, key, leaf):
+    def __init__(self, key, leaf, ttype=None, max_entries=None):
         self.Key, self.Leaf = key, leaf
+        if ttype is not None:
+            self.ttype = ttype
+        if max_entries is not None:
+            self.max_entries = max_entries
 
 
 PROGRAMS = [(layer, source) for layer in layers.ALL
@@ -102,6 +109,37 @@ def test_check_layout_checks_every_map(layer, source):
         bad = dict(good, **{m.name: _Table(m.key, ctypes.c_char * (ctypes.sizeof(m.value) + 8))})
         with pytest.raises(CompileFailed, match=f"map {m.name} value"):
             loader.check_layout(bad, layer, source)
+
+
+HASH, ARRAY = 1, 2   # bpf_map_type numbers
+
+
+@pytest.mark.parametrize("layer,source", PROGRAMS, ids=lambda x: getattr(x, "name", x))
+def test_every_map_that_can_fill_has_a_counter(layer, source):
+    """A hash map refuses inserts once full; each one of the C programs
+    names the counter of its refusals in layers.py, and check_layout
+    refuses a hash map without one."""
+    src = (Path(loader.bpf_dir()) / source).read_text()
+    for m in layer.maps_of(source):
+        decl = re.search(rf"^BPF_(?:F_TABLE\(\"(\w+)\"|(HASH)\(|ARRAY\().*\b{m.name}\b", src, re.M)
+        kind = (decl.group(1) or decl.group(2) or "array").lower()
+        assert (m.full is not None) == (kind == "hash"), (m.name, kind)
+        assert m.full is None or m.full in layer.counters
+    tables = {m.name: _Table(m.key, m.value, HASH if m.full else ARRAY) for m in layer.maps_of(source)}
+    loader.check_layout(tables, layer, source)
+    stats = layer.map(layer.stats)
+    unnamed = dataclasses.replace(layer, maps=tuple(layers.Map(m.name, m.key, m.value) if m is stats else m
+                                                    for m in layer.maps))
+    with pytest.raises(CompileFailed, match=f"map {stats.name} is a hash map"):
+        loader.check_layout(tables, unnamed, source)
+
+
+@pytest.mark.parametrize("layer", layers.ALL, ids=lambda x: x.name)
+def test_check_layout_counts_the_counter_slots(layer):
+    tables = {m.name: _Table(m.key, m.value) for m in layer.maps}
+    tables[layer.counters_map] = _Table(ctypes.c_uint32, ctypes.c_uint64, ARRAY, len(layer.counters) - 1)
+    with pytest.raises(CompileFailed, match=f"map {layer.counters_map} has {len(layer.counters) - 1} counters"):
+        loader.check_layout(tables, layer)
 
 
 def test_the_raw_probe_set_checks_its_own_in_flight_slots():

@@ -138,6 +138,7 @@ def _expected_constants():
         "IOLT_INFLIGHT_WAYS": layout.INFLIGHT_WAYS,
         "IOLT_STATS_ENTRIES": layout.DEFAULT_STATS_ENTRIES,
         "IOLT_HIST_ENTRIES": layout.DEFAULT_HIST_ENTRIES,
+        "IOLT_ERRS_ENTRIES": layout.DEFAULT_ERRS_ENTRIES,
     }
     exp.update({f"IOLT_OP_{n.upper()}": i for i, n in enumerate(layout.OPS)})
     exp.update({f"IOLT_STAGE_{n.upper()}": i for i, n in enumerate(layout.STAGES)})
