@@ -62,7 +62,7 @@ done
 # Every test that attaches a different set of probes, reads a kernel-specific
 # file (cgroup v1/v2, loop devices, errors) or checks counts against the
 # kernel's runs in the guest.
-# cgroup_v1_names needs a v1 blkio hierarchy with BFQ, which the guest's
+# cgroup_v1_names needs a v1 blkio hierarchy, which the guest's
 # unified v2 hierarchy does not have (its v2 cases run in the guest).
 host_only="signals or kill_9 or soak or churn or real_terminal or textfile_and_listener or test_json_lines
     or per_process_series or top_batch or cgroup_v1_names or test_run_plot"

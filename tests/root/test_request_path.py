@@ -2,7 +2,7 @@
 against the classic tracepoint path and the kernel's own counters.
 
 Ground truth comes from outside ioltrace: /sys/block/loopN/stat deltas, the
-v1 blkio.bfq.io_service_bytes of two groups, and the v2 io.stat of a
+v1 blkio.throttle.io_service_bytes of two groups (tests/support/blkio.py), and the v2 io.stat of a
 cgroup whose buffered writes the flusher writes back."""
 
 import json
@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import pytest
 
+from ..support import blkio
 from .conftest import REPO, Ioltrace, Loop, cgroup2_root, need, need_tool, remove_cgroup, sh
 
 ALARMS = ("unmatched", "dropped", "collision", "missed_complete", "lost", "in_flight_at_stop")
@@ -182,27 +183,12 @@ def test_forcing_raw_without_btf_is_one_line(tmp_path):
     assert p.stderr.count("\n") == 1 and "--probes classic" in p.stderr, p.stderr
 
 
-def _blkio_root():
-    root = "/sys/fs/cgroup/blkio"
-    need(None if os.path.isfile(f"{root}/blkio.bfq.io_service_bytes") else "no v1 blkio hierarchy with BFQ")
-    return root
-
-
-def _bfq_read_bytes(group, dev):
-    for line in open(f"{group}/blkio.bfq.io_service_bytes"):
-        f = line.split()
-        if len(f) == 3 and f[0] == dev and f[1] == "Read":
-            return int(f[2])
-    return 0
-
-
-def test_cgroup_v1_names_groups_of_exited_processes_as_bfq_counts_them(loopdev, tracers, tmp_path):
+def test_cgroup_v1_names_groups_of_exited_processes_as_the_kernel_counts_them(loopdev, tracers, tmp_path):
     """Two dd in two v1 blkio groups exit before the interval ends: each
-    group's bytes under --by cgroup-v1 equal its blkio.bfq.io_service_bytes
+    group's bytes under --by cgroup-v1 equal its blkio.throttle.io_service_bytes
     (the request path names the charged group; the processes are gone)."""
-    root = _blkio_root()
-    with open(f"/sys/block/{loopdev.name}/queue/scheduler", "w") as f:
-        f.write("bfq")
+    need(blkio.missing())
+    root = blkio.V1_ROOT
     dev = sh("cat", f"/sys/block/{loopdev.name}/dev")
     groups = []
     try:
@@ -210,18 +196,19 @@ def test_cgroup_v1_names_groups_of_exited_processes_as_bfq_counts_them(loopdev, 
             g = f"{root}/ioltrace-test-{os.getpid()}-v1-{n}"
             os.mkdir(g)
             groups.append(g)
+            blkio.watch(g, dev)
         t, path = start(tmp_path, "v1", "--by", "cgroup-v1", "--disk", loopdev.name, "--probes", "raw",
                         "--keep-exited", "0")
         tracers.append(t)
         time.sleep(0.3)
-        before = [_bfq_read_bytes(g, dev) for g in groups]
+        before = [blkio.service_bytes(g, dev, "Read") for g in groups]
         procs = [subprocess.Popen(["sh", "-c", f'echo $$ > "{g}/cgroup.procs" && exec dd if={loopdev.path} '
                                    f'of=/dev/null bs=1M count=24 skip={24 * n} iflag=direct'],
                                   stderr=subprocess.PIPE) for n, g in enumerate(groups)]
         for p in procs:
             assert p.wait(timeout=300) == 0
         wait_idle(loopdev)
-        after = [_bfq_read_bytes(g, dev) for g in groups]
+        after = [blkio.service_bytes(g, dev, "Read") for g in groups]
         assert t.stop() == 0, t.err
         table, counters = rows(path)
         for g, b0, b1 in zip(groups, before, after):

@@ -3,9 +3,10 @@ with direct I/O to two private loop devices (four cells of different
 sizes). `hist --by cgroup,disk --csv` and `serve --by cgroup,disk` each give
 four cells whose bytes equal dd's own count and the kernel's per-cgroup,
 per-device counter: the v2 io.stat of the cgroup where the io controller
-is enabled (the guest), else the v1 blkio.bfq.io_service_bytes of a v1
-group the writer also joins (this hybrid host, where a bio is charged to
-v1 blkio and blkio.throttle.* stays empty without a throttle rule).
+is enabled (the guest), else the v1 blkio.throttle.io_service_bytes of a
+v1 group the writer also joins (this hybrid host, where a bio is charged to
+v1 blkio; the count needs a throttle rule, so one too high to bind is set:
+tests/support/blkio.py).
 `top -b --by process,disk` shows one row per disk for a process that wrote
 to both, and its recording has each disk's bytes."""
 
@@ -21,13 +22,13 @@ import urllib.request
 
 import pytest
 
+from ..support import blkio
 from .conftest import REPO, Loop, attach_loop, cgroup2_root, need, remove_cgroup, room, sh, wait_until
 
 MIB = 1 << 20
 # MiB written per (cgroup, loop device): four different sizes, so a cell
 # counted under the wrong cgroup or disk cannot pass.
 CELLS = {(0, 0): 4, (0, 1): 6, (1, 0): 8, (1, 1): 10}
-V1_ROOT = "/sys/fs/cgroup/blkio"
 
 
 @pytest.fixture
@@ -56,30 +57,30 @@ def wait_idle(loop):
 
 class Truth:
     """Where each cgroup's kernel-counted write bytes per device are read:
-    v2 io.stat (wbytes) with the io controller, else v1 BFQ (Write)."""
+    v2 io.stat (wbytes) with the io controller, else the v1 blkio
+    throttle count (Write)."""
 
     def __init__(self, v2_root, loops):
         self.v1_groups = []
+        self.devs = [open(f"/sys/block/{loop.name}/dev").read().strip() for loop in loops]
         ctrl = open(f"{v2_root}/cgroup.controllers").read().split()
         if "io" in ctrl:
             self.kind = "v2 io.stat"
             with open(f"{v2_root}/cgroup.subtree_control", "w") as f:
                 f.write("+io")
             return
-        need(None if os.path.isfile(f"{V1_ROOT}/blkio.bfq.io_service_bytes")
-             else "neither a cgroup v2 io controller nor v1 blkio with BFQ")
-        self.kind = "v1 blkio.bfq.io_service_bytes"
-        for loop in loops:
-            with open(f"/sys/block/{loop.name}/queue/scheduler", "w") as f:
-                f.write("bfq")
+        need(blkio.missing() and f"neither a cgroup v2 io controller nor {blkio.missing()}")
+        self.kind = f"v1 {blkio.STAT}"
 
     def add_group(self, n):
         """The v1 group that goes with cgroup n (None under v2)."""
         if self.kind.startswith("v2"):
             return None
-        g = f"{V1_ROOT}/ioltrace-test-{os.getpid()}-2key-{n}"
+        g = f"{blkio.V1_ROOT}/ioltrace-test-{os.getpid()}-2key-{n}"
         os.mkdir(g)
         self.v1_groups.append(g)
+        for dev in self.devs:
+            blkio.watch(g, dev)
         return g
 
     def write_bytes(self, cg, v1, dev):
@@ -89,11 +90,7 @@ class Truth:
                 if f and f[0] == dev:
                     return int(dict(x.split("=", 1) for x in f[1:] if "=" in x).get("wbytes", 0))
             return 0
-        for line in open(f"{v1}/blkio.bfq.io_service_bytes"):
-            f = line.split()
-            if len(f) == 3 and f[0] == dev and f[1] == "Write":
-                return int(f[2])
-        return 0
+        return blkio.service_bytes(v1, dev, "Write")
 
     def close(self):
         for g in self.v1_groups:
