@@ -213,12 +213,37 @@ LOOP = Layer(
     folds=False,
 )
 
+@dataclass(frozen=True)
+class Stream:
+    """Per-event records a layer's programs send through a ring buffer
+    beside its maps, compiled in only when asked (-D`define`, which
+    includes bpf/`header`): the buffer, one event's ctype, and the counters
+    of events the buffer could not take (its alarms). loader.Tracer opens,
+    polls and counts a stream by this declaration alone."""
+
+    name: str          # "snoop": the command that reads it
+    layer: str         # the Layer whose programs emit it
+    header: str        # bpf/<header>
+    define: str        # -D that compiles the header in
+    buffer: str        # the ring buffer map
+    event: type        # layout ctype of one event
+    counters_map: str  # array of counters
+    counters: tuple    # counter names, index = place in counters_map
+    alarms: tuple      # counters that mean lost events
+
+
+# Completed block requests at or above a latency threshold, one by one (`snoop`).
+SNOOP = Stream(name="snoop", layer="block", header="snoop.h", define="IOLT_SNOOP", buffer="snoop_events",
+               event=layout.SnoopEvent, counters_map="snoop_counters", counters=layout.SNOOP_COUNTERS,
+               alarms=layout.SNOOP_COUNTERS)
+
 ALL = (BLOCK, SYSCALL, LOOP)
+STREAMS = (SNOOP,)
 BY_NAME = {layer.name: layer for layer in ALL}
 # The layers whose keys are (cgroup, process, thread[, disk]) and that hist,
 # top, run and serve group, record and export.
 GROUPED = (BLOCK, SYSCALL)
-ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms)
+ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms) + tuple(n for s in STREAMS for n in s.alarms)
 
 
 def named(names):

@@ -7,7 +7,7 @@ layout.py's, which have the same fields) and never touches bcc itself.
 import numpy as np
 
 from . import layers, layout
-from .records import Snapshot
+from .records import Snapshot, SnoopEvent
 
 
 def value_int(v):
@@ -226,3 +226,20 @@ def delta(cur, prev):
         if errors_f is not None:
             fields[errors_f] = _delta_counts(getattr(cur, errors_f), getattr(prev, errors_f))
     return Snapshot(cur.time_ns, {}, {}, {}, counters)._replace(**fields)
+
+
+def op_of_rwbs(rwbs):
+    """blk_fill_rwbs() letters -> op number (layout.OPS), as the kernel
+    side's iolt_op_from_rwbs(): a leading F (preflush) before W, R, D or N
+    is skipped; F alone is a flush."""
+    c = rwbs[:1]
+    if c == "F" and rwbs[1:2] in ("W", "R", "D", "N"):
+        c = rwbs[1:2]
+    return layout.OPS.index({"R": "read", "W": "write", "F": "flush", "D": "discard"}.get(c, "other"))
+
+
+def decode_snoop_event(ev):
+    """A struct iolt_snoop_event (loader's copy) -> records.SnoopEvent."""
+    return SnoopEvent(int(ev.ts_ns), int(ev.sector), int(ev.queue_ns), int(ev.device_ns), int(ev.cgid),
+                      comm_text(ev.comm), int(ev.tgid), int(ev.tid), int(ev.dev), int(ev.bytes), int(ev.err),
+                      bytes(ev.rwbs).split(b"\0", 1)[0].decode("ascii", "replace"))

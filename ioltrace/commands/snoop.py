@@ -1,0 +1,131 @@
+"""`ioltrace snoop`: one line per completed block request at or above a
+latency threshold, as biosnoop -Q, filtered in the kernel.
+
+The block programs are compiled with the snoop stream (layers.SNOOP,
+bpf/snoop.h): requests below --min-latency cost only the histogram update
+they always had; the others come through a ring buffer, and those it could
+not take are counted (snoop_lost), shown at the end and in every export.
+"""
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .. import layers, layout, loader, maps, probepath, session
+from ..errors import BadInput
+from ..fmt import errno_name
+from ..records import SnoopRow
+from ..resolve import Resolver
+from . import common
+
+# ms between two reads of the ring buffer while idle; a read returns at once
+# when events wait. range 10..1000: Ctrl-C and --duration are seen within it.
+POLL_MS = 100
+
+
+@dataclass(frozen=True)
+class Options(common.Filters):
+    probes: str = "auto"       # block probes: auto, raw or classic (probepath.MODES)
+    min_latency: int = 0       # ns; 0: every request
+    buffer_pages: int = layout.DEFAULT_SNOOP_PAGES
+    duration: float = None     # seconds; None: until Ctrl-C
+    csv: str = None            # "-": stdout
+    json: str = None           # "-": stdout
+
+    def __post_init__(self):
+        super().__post_init__()
+        p = self.buffer_pages
+        if not (1 <= p <= layout.MAX_SNOOP_PAGES) or p & (p - 1):
+            raise BadInput(f"--buffer-pages {p}", f"must be a power of two from 1 to {layout.MAX_SNOOP_PAGES}",
+                           "the kernel sizes ring buffers so: 1, 2, 4, ... 256")
+
+
+def iso(wall):
+    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+class Rows:
+    """SnoopEvents -> SnoopRows, names resolved once per id; times as
+    seconds since t0_ns (monotonic) and wall-clock ISO."""
+
+    def __init__(self, resolver, t0_ns, wall0):
+        self.resolver, self.t0_ns, self.wall0 = resolver, t0_ns, wall0
+        self._cgroups, self._disks = {}, {}
+
+    def of(self, e):
+        cg = self._cgroups.get(e.cgid)
+        if cg is None:
+            cg = self._cgroups[e.cgid] = self.resolver.cgroup_path(e.cgid)
+        disk = self._disks.get(e.dev)
+        if disk is None:
+            disk = self._disks[e.dev] = self.resolver.disk_name(e.dev)
+        since = (e.ts_ns - self.t0_ns) / 1e9
+        return row_of(e, since, iso(self.wall0 + since), cg, disk)
+
+
+def row_of(e, since, when, cgroup, disk):
+    """records.SnoopEvent and its resolved names -> records.SnoopRow."""
+    return SnoopRow(when, round(since, 6), e.comm, e.tgid, e.tid, cgroup, disk, e.rwbs,
+                    layout.OPS[maps.op_of_rwbs(e.rwbs)], e.sector, e.bytes, e.queue_ns, e.device_ns,
+                    e.queue_ns + e.device_ns, errno_name(-e.err) if e.err else "")
+
+
+def main(opts: Options) -> int:
+    from ..export import snoop as export
+    from ..views import snoop as view
+
+    resolver = Resolver()
+    tracer = None
+    outputs = []
+    try:
+        outputs = export.open_outputs(opts.csv, opts.json)
+        kopts = common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
+                                      streams=(layers.SNOOP.name,), snoop_min_ns=opts.min_latency,
+                                      snoop_pages=opts.buffer_pages)
+        tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(layers.SNOOP.layer,))
+        text = not common.json_to_stdout(opts)
+        out = sys.stdout
+        shown = 0
+        rows = None
+
+        def on_event(ev):
+            nonlocal shown
+            r = rows.of(maps.decode_snoop_event(ev))
+            shown += 1
+            if text:
+                out.write(view.line(r) + "\n")
+            for o in outputs:
+                o.row(r)
+
+        with session.Stopper() as stopper:
+            first = tracer.snapshot()
+            rows = Rows(resolver, time.monotonic_ns(), time.time())
+            tracer.open_stream(layers.SNOOP.name, on_event)
+            until = "" if opts.duration is None else f" for {opts.duration:g}s"
+            what = "block I/O" + (f" at or above {view._threshold(opts.min_latency)}" if opts.min_latency else "")
+            session.banner(tracer, opts.verbose, end_line=(f"Tracing {what}{until}." if until
+                                                           else f"Tracing {what}... Hit Ctrl-C to end."))
+            if text:
+                out.write(view.header() + "\n")
+                out.flush()
+            deadline = None if opts.duration is None else time.monotonic() + opts.duration
+            while not stopper.stopped and (deadline is None or time.monotonic() < deadline):
+                wait = POLL_MS if deadline is None else max(1, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
+                tracer.poll_stream(layers.SNOOP.name, wait)
+                if text:
+                    out.flush()
+                for o in outputs:
+                    o.flush()
+            tracer.poll_stream(layers.SNOOP.name, 0)     # what came before the stop
+            tracer.stopping()
+            last = tracer.snapshot()
+        counters = dict(tracer.stream_counters(layers.SNOOP.name))
+        counters.update(layers.alarms(maps.delta(last, first).counters))
+        lines = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency)
+        (out if text else sys.stderr).write("\n".join(lines) + "\n")
+        for o in outputs:
+            o.finish(counters)
+    finally:
+        common.close_all(tracer, *outputs)
+    return 0

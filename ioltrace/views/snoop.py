@@ -1,0 +1,47 @@
+"""snoop's text: a header, one line per request (as biosnoop -Q), a summary.
+
+Records in (records.SnoopRow), text out. Latencies in milliseconds with
+microsecond digits; the cgroup shows the end of its path, where groups
+differ. Lines are about 110 columns, as biosnoop -Q's.
+"""
+
+from ..fmt import cut, truncate
+
+COLUMNS = (("TIME(s)", "<11"), ("COMM", "<15"), ("PID", ">7"), ("CGROUP", "<18"), ("DISK", "<8"),
+           ("RWBS", "<4"), ("SECTOR", ">12"), ("BYTES", ">8"), ("QUE(ms)", ">8"), ("DEV(ms)", ">8"),
+           ("TOT(ms)", ">8"))
+
+
+def header():
+    return " ".join(f"{name:{spec}}" for name, spec in COLUMNS)
+
+
+def _ms(ns):
+    return f"{ns / 1e6:.3f}"
+
+
+def line(r):
+    comm = cut("".join(c if c.isprintable() else "?" for c in r.comm), 15)
+    text = (f"{r.seconds:<11.6f} {comm:<15} {r.pid:>7} {truncate(r.cgroup, 18):<18} {truncate(r.disk, 8):<8} "
+            f"{r.rwbs:<4} {r.sector:>12} {r.bytes:>8} {_ms(r.queue_ns):>8} {_ms(r.device_ns):>8} "
+            f"{_ms(r.total_ns):>8}")
+    return text + (f" {r.error}" if r.error else "")
+
+
+def summary(shown, counters, alarms, min_ns):
+    """The closing lines: how many requests were shown (at or above the
+    threshold), snoop_lost always, and the other non-zero alarm counters."""
+    what = "requests" if not min_ns else f"requests at or above {_threshold(min_ns)}"
+    out = [f"{shown} {what} shown; snoop_lost={int(counters.get('snoop_lost', 0))}"
+           + (" (the ring buffer was full: raise --buffer-pages)" if counters.get("snoop_lost") else "")]
+    bad = [(n, counters[n]) for n in alarms if n != "snoop_lost" and counters.get(n)]
+    if bad:
+        out.append("kernel counters: " + "  ".join(f"{n}={v}" for n, v in bad))
+    return out
+
+
+def _threshold(ns):
+    for scale, unit in ((1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")):
+        if ns >= scale and ns % scale == 0:
+            return f"{ns // scale}{unit}"
+    return f"{ns}ns" if ns < 1000 else f"{ns / 1000:g}us"
