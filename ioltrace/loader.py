@@ -56,9 +56,9 @@ class Options(NamedTuple):
                                            1 << 20) - 1).bit_length())
     stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
     hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
-    # The layers.Stream names compiled in (snoop: per-request events), with
-    # snoop's threshold in ns and ring buffer size in pages (a power of two).
-    streams: tuple = ()
+    # The layers.Stream of this name compiled in (snoop: per-request events),
+    # with its threshold in ns and ring buffer size in pages (a power of two).
+    snoop: bool = False
     snoop_min_ns: int = 0
     snoop_pages: int = layout.DEFAULT_SNOOP_PAGES
 
@@ -138,9 +138,9 @@ def cflags(opts, start_tp):
         flags.append(f"-DIOLT_FILTER_CGID={int(opts.cgid)}ULL")
         flags.append(f"-DIOLT_FILTER_CGLEVEL={int(opts.cglevel)}")
     for stream in layer_decls.STREAMS:
-        if stream.name in opts.streams:
+        if getattr(opts, stream.name):
             flags.append(f"-D{stream.define}")
-    if "snoop" in opts.streams:
+    if opts.snoop:
         pages = int(opts.snoop_pages)
         if pages < 1 or pages > layout.MAX_SNOOP_PAGES or pages & (pages - 1):
             raise ValueError(f"snoop_pages {pages}: not a power of two in 1..{layout.MAX_SNOOP_PAGES}")
@@ -247,7 +247,7 @@ class Tracer:
                 self.progs[layer.name] = b
                 check_layout(b, layer, probes.source)
                 probes.attach(b)
-            self.streams = {s.name: s for s in layer_decls.STREAMS if s.name in opts.streams and s.layer in self.progs}
+            self.streams = {s.name: s for s in layer_decls.STREAMS if getattr(opts, s.name) and s.layer in self.progs}
             for stream in self.streams.values():
                 check_stream(self.progs[stream.layer], stream)
             if "block" in self.progs:

@@ -81,7 +81,7 @@ def main(opts: Options) -> int:
     try:
         outputs = export.open_outputs(opts.csv, opts.json)
         kopts = common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
-                                      streams=(layers.SNOOP.name,), snoop_min_ns=opts.min_latency,
+                                      snoop=True, snoop_min_ns=opts.min_latency,
                                       snoop_pages=opts.buffer_pages)
         tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(layers.SNOOP.layer,))
         text = not common.json_to_stdout(opts)
