@@ -164,7 +164,6 @@ struct iolt_snoop_event {
 	__u32 bytes;      /* the request's size */
 	__s32 err;        /* negative errno; 0: success */
 	char rwbs[IOLT_RWBS_LEN];
-	__u32 _pad;
 };
 
 /* rwbs from a request's cmd_flags as the kernel's blk_fill_rwbs() writes it

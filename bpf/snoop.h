@@ -56,7 +56,6 @@ static __always_inline struct iolt_snoop_event *iolt_snoop_reserve(u64 start, u6
 	ev->tgid = tgid;
 	ev->tid = tid;
 	ev->dev = dev;
-	ev->_pad = 0;
 	return ev;
 }
 

@@ -286,5 +286,4 @@ class SnoopEvent(ctypes.Structure):
     _fields_ = [("ts_ns", ctypes.c_uint64), ("sector", ctypes.c_uint64), ("queue_ns", ctypes.c_uint64),
                 ("device_ns", ctypes.c_uint64), ("cgid", ctypes.c_uint64), ("comm", ctypes.c_char * 16),
                 ("tgid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("dev", ctypes.c_uint32),
-                ("bytes", ctypes.c_uint32), ("err", ctypes.c_int32), ("rwbs", ctypes.c_char * RWBS_LEN),
-                ("_pad", ctypes.c_uint32)]
+                ("bytes", ctypes.c_uint32), ("err", ctypes.c_int32), ("rwbs", ctypes.c_char * RWBS_LEN)]

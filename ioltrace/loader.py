@@ -276,13 +276,14 @@ class Tracer:
             t[k] = t.Leaf()
 
     def open_stream(self, name, on_event):
-        """Call on_event(event ctype) for each event of the stream, from
-        poll_stream(); the ctype is a copy, valid after the call."""
+        """Call on_event(bytes of one event, laid out as the stream's event
+        ctype) for each event of the stream, from poll_stream()."""
         stream = self.streams[name]
         size = ctypes.sizeof(stream.event)
+        string_at = ctypes.string_at
 
         def callback(ctx, data, n):
-            on_event(stream.event.from_buffer_copy(ctypes.string_at(data, size)))
+            on_event(string_at(data, size))
             return 0
 
         self.progs[stream.layer][stream.buffer].open_ring_buffer(callback)

@@ -41,17 +41,24 @@ class Options(common.Filters):
                            "the kernel sizes ring buffers so: 1, 2, 4, ... 256")
 
 
-def iso(wall):
-    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="microseconds")
-
-
 class Rows:
     """SnoopEvents -> SnoopRows, names resolved once per id; times as
-    seconds since t0_ns (monotonic) and wall-clock ISO."""
+    seconds since t0_ns (monotonic) and wall-clock ISO, whose date and
+    second are formatted once per second (a busy disk completes a request
+    every few microseconds)."""
 
     def __init__(self, resolver, t0_ns, wall0):
         self.resolver, self.t0_ns, self.wall0 = resolver, t0_ns, wall0
         self._cgroups, self._disks = {}, {}
+        self._second, self._prefix = None, ""
+
+    def iso(self, wall):
+        us = round(wall * 1e6)
+        second, frac = divmod(us, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{frac:06d}+00:00"
 
     def of(self, e):
         cg = self._cgroups.get(e.cgid)
@@ -61,7 +68,7 @@ class Rows:
         if disk is None:
             disk = self._disks[e.dev] = self.resolver.disk_name(e.dev)
         since = (e.ts_ns - self.t0_ns) / 1e9
-        return row_of(e, since, iso(self.wall0 + since), cg, disk)
+        return row_of(e, since, self.iso(self.wall0 + since), cg, disk)
 
 
 def row_of(e, since, when, cgroup, disk):
@@ -89,12 +96,14 @@ def main(opts: Options) -> int:
         shown = 0
         rows = None
 
-        def on_event(ev):
+        lines = view.Lines()
+
+        def on_event(raw):
             nonlocal shown
-            r = rows.of(maps.decode_snoop_event(ev))
+            r = rows.of(maps.decode_snoop_event(raw))
             shown += 1
             if text:
-                out.write(view.line(r) + "\n")
+                out.write(lines.line(r))
             for o in outputs:
                 o.row(r)
 

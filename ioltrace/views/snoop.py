@@ -21,11 +21,31 @@ def _ms(ns):
 
 
 def line(r):
-    comm = cut("".join(c if c.isprintable() else "?" for c in r.comm), 15)
-    text = (f"{r.seconds:<11.6f} {comm:<15} {r.pid:>7} {truncate(r.cgroup, 18):<18} {truncate(r.disk, 8):<8} "
-            f"{r.rwbs:<4} {r.sector:>12} {r.bytes:>8} {_ms(r.queue_ns):>8} {_ms(r.device_ns):>8} "
-            f"{_ms(r.total_ns):>8}")
-    return text + (f" {r.error}" if r.error else "")
+    """One request's line, without its newline."""
+    return Lines().line(r)[:-1]
+
+
+class Lines:
+    """Lines of requests, each ending in a newline; the fitted comm, cgroup
+    and disk texts are kept per name (fitting one to its columns costs more
+    than the rest of the line)."""
+
+    def __init__(self):
+        self._comm, self._cgroup, self._disk = {}, {}, {}
+
+    def line(self, r):
+        comm = self._comm.get(r.comm)
+        if comm is None:
+            comm = self._comm[r.comm] = f'{cut("".join(c if c.isprintable() else "?" for c in r.comm), 15):<15}'
+        cg = self._cgroup.get(r.cgroup)
+        if cg is None:
+            cg = self._cgroup[r.cgroup] = f"{truncate(r.cgroup, 18):<18}"
+        disk = self._disk.get(r.disk)
+        if disk is None:
+            disk = self._disk[r.disk] = f"{truncate(r.disk, 8):<8}"
+        end = f" {r.error}\n" if r.error else "\n"
+        return (f"{r.seconds:<11.6f} {comm} {r.pid:>7} {cg} {disk} {r.rwbs:<4} {r.sector:>12} {r.bytes:>8} "
+                f"{r.queue_ns / 1e6:>8.3f} {r.device_ns / 1e6:>8.3f} {r.total_ns / 1e6:>8.3f}{end}")
 
 
 def summary(shown, counters, alarms, min_ns):

@@ -61,6 +61,20 @@ def fio(loop, tmp_path, reads=1024, writes=16, name="mix"):
     return {op: sum(j[op]["total_ios"] for j in jobs) for op in ("read", "write")}
 
 
+def counters_line(line):
+    """'# counters snoop_lost=0 missed_complete=3' -> {name: int}."""
+    assert line.startswith("# counters "), line
+    return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
+
+
+def missed(counters):
+    """Completions the kernel did not run the program for (a BPF program was
+    already running on that CPU: other tracers on a shared machine), on any
+    disk: up to this many of the device's requests may be neither shown nor
+    counted lost. 0 on a quiet machine; the assertions are exact then."""
+    return counters.get("missed_complete", 0)
+
+
 def printed(text):
     """(rows, snoop_lost) of snoop's stdout: the lines between the header
     and the summary, each as a dict of the columns a test checks."""
@@ -99,28 +113,32 @@ def test_every_completed_request_is_a_row(ioltrace, loopdev, tmp_path, probes):
     rows, lost = printed(t.out)
 
     assert dev["read"] == issued["read"] == 1024 and dev["write"] >= issued["write"] == 16, (dev, issued)
-    assert lost == 0
-    assert len(rows) == sum(dev.values()), (len(rows), dev)
+    with open(csv_path, newline="") as f:
+        lines = f.read().splitlines()
+    counters = counters_line(lines[-1])
+    assert lost == counters["snoop_lost"] == 0
+    assert sum(dev.values()) - missed(counters) <= len(rows) <= sum(dev.values()), (len(rows), dev, counters)
     assert {r["disk"] for r in rows} == {loopdev.name}
     by_letter = {}
     for r in rows:
         by_letter.setdefault(r["rwbs"][:1], []).append(r)
-    assert len(by_letter.get("R", [])) == dev["read"] and len(by_letter.get("W", [])) == dev["write"], \
-        {k: len(v) for k, v in by_letter.items()}
+    if not missed(counters):
+        assert len(by_letter.get("R", [])) == dev["read"] and len(by_letter.get("W", [])) == dev["write"], \
+            {k: len(v) for k, v in by_letter.items()}
     assert {r["bytes"] for r in by_letter["R"]} == {READ_BS}
     # A write's parts: whole pages, covering exactly the 1 MiB blocks fio wrote.
     assert all(r["bytes"] % 4096 == 0 and 0 < r["bytes"] <= WRITE_BS for r in by_letter["W"])
-    assert sum(r["bytes"] for r in by_letter["W"]) == issued["write"] * WRITE_BS
     blocks = {}
     for r in by_letter["W"]:
         blocks[r["sector"] * 512 // WRITE_BS] = blocks.get(r["sector"] * 512 // WRITE_BS, 0) + r["bytes"]
-    assert set(blocks.values()) == {WRITE_BS} and all(128 <= b < 192 for b in blocks)
+    assert all(128 <= b < 192 for b in blocks)
+    if not missed(counters):
+        assert sum(r["bytes"] for r in by_letter["W"]) == issued["write"] * WRITE_BS
+        assert set(blocks.values()) == {WRITE_BS}
     # Reads in the first 64 MiB, aligned to their size.
     assert all(r["sector"] * 512 < 64 << 20 and r["sector"] % 8 == 0 for r in by_letter["R"])
 
-    with open(csv_path, newline="") as f:
-        lines = f.read().splitlines()
-    assert lines[0].startswith("# ioltrace-snoop-csv 1") and lines[-1] == "# counters snoop_lost=0"
+    assert lines[0].startswith("# ioltrace-snoop-csv 1")
     recorded = list(csv.DictReader(lines[1:-1]))
     assert [(int(r["pid"]), r["rwbs"], int(r["sector"]), int(r["bytes"])) for r in recorded] == \
         [(r["pid"], r["rwbs"], r["sector"], r["bytes"]) for r in rows]
@@ -128,7 +146,7 @@ def test_every_completed_request_is_a_row(ioltrace, loopdev, tmp_path, probes):
     assert all(int(r["total_ns"]) == int(r["queue_ns"]) + int(r["device_ns"]) for r in recorded)
     docs = [json.loads(line) for line in json_path.read_text().splitlines()]
     assert [d["sector"] for d in docs if d["type"] == "request"] == [r["sector"] for r in rows]
-    assert docs[-1] == {"type": "counters", "counters": {"snoop_lost": 0}}
+    assert docs[-1] == {"type": "counters", "counters": counters}
 
 
 @pytest.mark.parametrize("probes", ["raw", "classic"])
@@ -143,7 +161,7 @@ def test_a_threshold_above_every_request_prints_none(ioltrace, loopdev, tmp_path
     rows, lost = printed(t.out)
     assert dev["read"] == 256 and dev["write"] >= 4, dev
     assert rows == [] and lost == 0
-    assert "0 requests at or above 10s shown; snoop_lost=0" in t.out
+    assert "0 requests at or above 10s shown; snoop_lost=0\n" in t.out
 
 
 @pytest.mark.parametrize("probes", ["raw", "classic"])
@@ -165,10 +183,11 @@ def test_a_burst_into_a_tiny_buffer_is_counted_lost(ioltrace, loopdev, tmp_path,
     assert t.stop() == 0, t.err
     rows, lost = printed(t.out)
     assert dev["read"] == 2048
-    assert lost > 0 and len(rows) > 0, (len(rows), lost)
-    assert len(rows) + lost == sum(dev.values()), (len(rows), lost, dev)
     lines = csv_path.read_text().splitlines()
-    assert lines[-1] == f"# counters snoop_lost={lost}" and len(lines) - 3 == len(rows)
+    counters = counters_line(lines[-1])
+    assert counters["snoop_lost"] == lost and len(lines) - 3 == len(rows)
+    assert lost > 0 and len(rows) > 0, (len(rows), lost)
+    assert sum(dev.values()) - missed(counters) <= len(rows) + lost <= sum(dev.values()), (len(rows), lost, dev)
 
 
 def test_duration_ends_the_run_with_the_summary(ioltrace, loopdev):
@@ -176,7 +195,7 @@ def test_duration_ends_the_run_with_the_summary(ioltrace, loopdev):
     t.proc.wait(room(60))
     t.out = t.stdout.join(room(30))
     assert t.proc.returncode == 0
-    assert t.out.splitlines()[-1] == "0 requests shown; snoop_lost=0"
+    assert "\n0 requests shown; snoop_lost=0\n" in t.out, t.out
 
 
 def test_ctrl_c_leaves_a_complete_csv(ioltrace, loopdev, tmp_path):
@@ -185,5 +204,5 @@ def test_ctrl_c_leaves_a_complete_csv(ioltrace, loopdev, tmp_path):
     t = ioltrace("snoop", "--disk", loopdev.name, "--csv", path)
     assert not path.exists()
     assert t.stop() == 0, t.err
-    assert path.read_text().splitlines()[-1] == "# counters snoop_lost=0"
+    assert counters_line(path.read_text().splitlines()[-1])["snoop_lost"] == 0
     assert [p.name for p in tmp_path.iterdir()] == ["run.csv"]

@@ -40,7 +40,7 @@ STRUCTS = {
     "iolt_loop_stat": (layout.LoopStat, ("count", "sum_ns", "min_ns", "max_ns", "comm")),
     "iolt_loop_hist_key": (layout.LoopHistKey, ("k", "bucket", "_pad")),
     "iolt_snoop_event": (layout.SnoopEvent, ("ts_ns", "sector", "queue_ns", "device_ns", "cgid", "comm", "tgid",
-                                             "tid", "dev", "bytes", "err", "rwbs", "_pad")),
+                                             "tid", "dev", "bytes", "err", "rwbs")),
 }
 
 # blk_fill_rwbs(): optional 'F' (REQ_PREFLUSH), then the op letter (W write,

@@ -7,6 +7,7 @@ flag bits numbered as enum req_flag_bits of 6.18 (the kernel's BTF gives
 them at run time), not the header's own logic."""
 
 import csv
+import ctypes
 import json
 import shutil
 import subprocess
@@ -145,7 +146,9 @@ def test_rows_resolve_names_and_times():
 def test_decode_snoop_event_from_the_kernel_struct():
     ev = layout.SnoopEvent(ts_ns=1, sector=8, queue_ns=2, device_ns=3, cgid=4, comm=b"kworker/u8:0", tgid=5,
                            tid=6, dev=7, bytes=4096, err=-5, rwbs=b"FWFS")
-    assert maps.decode_snoop_event(ev) == SnoopEvent(1, 8, 2, 3, 4, "kworker/u8:0", 5, 6, 7, 4096, -5, "FWFS")
+    assert maps.decode_snoop_event(bytes(ev)) == SnoopEvent(1, 8, 2, 3, 4, "kworker/u8:0", 5, 6, 7, 4096, -5, "FWFS")
+    # The unpack format and the ctype (checked against the header by test_layout) agree.
+    assert maps.SNOOP_EVENT.size == ctypes.sizeof(layout.SnoopEvent)
 
 
 def test_view_line_is_in_its_columns():
