@@ -176,6 +176,12 @@ def report(samples, rounds, runtime, dio):
             verdicts.append(f"{wname}: snoop printing all / bpftrace biosnoop-like, total ns/IO: {B.median(pr):.3f} "
                             f"({min(pr):.3f}-{max(pr):.3f}); BPF ns/IO alone {B.median(pb):.3f} "
                             f"({'meets' if B.median(pr) <= PRINT_TARGET else 'MISSES'} target <= {PRINT_TARGET})")
+        for name in ("snoop (prints all)", "bpftrace biosnoop-like"):
+            shown = sum(s["shown"] or 0 for s in samples[name][wname])
+            lost = sum(s["lost"] or 0 for s in samples[name][wname])
+            if shown + lost:
+                verdicts.append(f"{wname}: {name} lost {lost / (shown + lost):.1%} of the events it was sent "
+                                "(its tracer CPU ns/IO covers only those it printed)")
     text = (f"fio 4k randread, direct=1, {runtime} s per run, loop device over /dev/shm (direct I/O "
             f"{'on' if dio else 'OFF'}); {rounds} rounds, every variant once per round and workload, order rotated. "
             "BPF ns/IO: run_time_ns of the tracer's programs / completions (kernel.bpf_stats_enabled=1); "
