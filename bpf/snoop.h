@@ -14,6 +14,9 @@
  * -D options (validated integers from loader.py):
  *   IOLT_SNOOP_MIN_NS  threshold in ns (0: every request)
  *   IOLT_SNOOP_PAGES   ring buffer size in pages: a power of two, 1..65536
+ *   IOLT_SNOOP_DYNAMIC the threshold is snoop_threshold[0], which user space
+ *                      sets while tracing (--slowest-pct learns it from the
+ *                      total-time histogram); one array lookup per completion
  */
 #ifndef IOLTRACE_SNOOP_H
 #define IOLTRACE_SNOOP_H
@@ -28,10 +31,21 @@
 BPF_RINGBUF_OUTPUT(snoop_events, IOLT_SNOOP_PAGES);
 BPF_ARRAY(snoop_counters, u64, IOLT_SNOOP_NCOUNTERS);
 
+#ifdef IOLT_SNOOP_DYNAMIC
+BPF_ARRAY(snoop_threshold, u64, 1);
+
+static __always_inline int iolt_snoop_wanted(u64 start, u64 now)
+{
+	u32 zero = 0;
+	u64 *min = snoop_threshold.lookup(&zero);
+	return min && now - start >= *min;
+}
+#else
 static __always_inline int iolt_snoop_wanted(u64 start, u64 now)
 {
 	return now - start >= (u64)IOLT_SNOOP_MIN_NS;
 }
+#endif
 
 /* Room for one event, with the parts both paths fill the same way, or NULL
  * (counted lost). The caller fills sector, bytes, err and rwbs, then

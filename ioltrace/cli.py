@@ -146,6 +146,16 @@ def latency_arg(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def pct_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 and below 100")
+    return v
+
+
 def whole_arg(text):
     try:
         return int(text)
@@ -374,6 +384,9 @@ def build_parser():
                         epilog=EPILOG_SNOOP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sn.add_argument("--min-latency", type=latency_arg, default=0, metavar="TIME",
                     help="only requests whose total time is at least this: 10ms, 250us, 1s (default 0: all)")
+    sn.add_argument("--slowest-pct", type=pct_arg, metavar="PCT",
+                    help="instead of --min-latency: the slowest PCT%% of requests, by a threshold learned every "
+                         "second from the total-time histogram (nothing until 100 requests are seen)")
     sn.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long "
                     "(default: at Ctrl-C)")
     sn.add_argument("--buffer-pages", type=whole_arg, default=layout.DEFAULT_SNOOP_PAGES, metavar="N",

@@ -230,12 +230,16 @@ class Stream:
     counters_map: str  # array of counters
     counters: tuple    # counter names, index = place in counters_map
     alarms: tuple      # counters that mean lost events
+    knob: str = None   # array of one u64 user space sets while tracing (-D`knob_define`); None: none
+    knob_define: str = None
 
 
 # Completed block requests at or above a latency threshold, one by one (`snoop`).
 SNOOP = Stream(name="snoop", layer="block", header="snoop.h", define="IOLT_SNOOP", buffer="snoop_events",
                event=layout.SnoopEvent, counters_map="snoop_counters", counters=layout.SNOOP_COUNTERS,
-               alarms=layout.SNOOP_COUNTERS)
+               alarms=layout.SNOOP_COUNTERS,
+               # --slowest-pct: the threshold, learned while tracing (bpf/snoop.h)
+               knob="snoop_threshold", knob_define="IOLT_SNOOP_DYNAMIC")
 
 ALL = (BLOCK, SYSCALL, LOOP)
 STREAMS = (SNOOP,)

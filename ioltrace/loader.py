@@ -61,6 +61,7 @@ class Options(NamedTuple):
     snoop: bool = False
     snoop_min_ns: int = 0
     snoop_pages: int = layout.DEFAULT_SNOOP_PAGES
+    snoop_knob: bool = False    # the threshold is set while tracing (Tracer.set_stream_knob)
 
 
 def bpf_dir():
@@ -140,6 +141,8 @@ def cflags(opts, start_tp):
     for stream in layer_decls.STREAMS:
         if getattr(opts, stream.name):
             flags.append(f"-D{stream.define}")
+            if stream.knob and getattr(opts, f"{stream.name}_knob"):
+                flags.append(f"-D{stream.knob_define}")
     if opts.snoop:
         pages = int(opts.snoop_pages)
         if pages < 1 or pages > layout.MAX_SNOOP_PAGES or pages & (pages - 1):
@@ -296,6 +299,12 @@ class Tracer:
             b.ring_buffer_consume()
         else:
             b.ring_buffer_poll(timeout_ms)
+
+    def set_stream_knob(self, name, value):
+        """Set the stream's knob (snoop's threshold in ns) to a u64."""
+        stream = self.streams[name]
+        table = self.progs[stream.layer][stream.knob]
+        table[table.Key(0)] = table.Leaf(int(value))
 
     def stream_counters(self, name):
         """The stream's counters (name -> value) now."""

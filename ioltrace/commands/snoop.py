@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .. import layers, layout, loader, maps, probepath, session
+from .. import hist, layers, layout, loader, maps, probepath, session
 from ..errors import BadInput
 from ..fmt import errno_name
 from ..records import SnoopRow
@@ -22,6 +22,10 @@ from . import common
 # ms between two reads of the ring buffer while idle; a read returns at once
 # when events wait. range 10..1000: Ctrl-C and --duration are seen within it.
 POLL_MS = 100
+# --slowest-pct: seconds between two learnings of the threshold from the
+# total-time histogram (since the start); range 0.1..60.
+LEARN_EVERY_S = 1.0
+NOTHING_YET = (1 << 64) - 1   # the threshold until the histogram holds enough requests
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Options(common.Filters):
     probes: str = "auto"       # block probes: auto, raw or classic (probepath.MODES)
     min_latency: int = 0       # ns; 0: every request
     buffer_pages: int = layout.DEFAULT_SNOOP_PAGES
+    slowest_pct: float = None  # keep the slowest pct% by a threshold learned while tracing; None: min_latency
     duration: float = None     # seconds; None: until Ctrl-C
     csv: str = None            # "-": stdout
     json: str = None           # "-": stdout
@@ -39,6 +44,11 @@ class Options(common.Filters):
         if not (1 <= p <= layout.MAX_SNOOP_PAGES) or p & (p - 1):
             raise BadInput(f"--buffer-pages {p}", f"must be a power of two from 1 to {layout.MAX_SNOOP_PAGES}",
                            "the kernel sizes ring buffers so: 1, 2, 4, ... 256")
+        if self.slowest_pct is not None:
+            if not 0 < self.slowest_pct < 100:
+                raise BadInput(f"--slowest-pct {self.slowest_pct:g}", "must be above 0 and below 100", "e.g. 1")
+            if self.min_latency:
+                raise BadInput("--slowest-pct", "and --min-latency both set the threshold", "give one of them")
 
 
 class Rows:
@@ -78,6 +88,16 @@ def row_of(e, since, when, cgroup, disk):
                     e.queue_ns + e.device_ns, errno_name(-e.err) if e.err else "")
 
 
+def slowest(snap, pct):
+    """The threshold (ns) that keeps the slowest pct% of the requests in the
+    snapshot's total-time histograms, all keys together; None: too few yet."""
+    counts = hist.empty()
+    for (key, stage), c in snap.hists.items():
+        if stage == layout.STAGE_TOTAL:
+            counts += c
+    return hist.slowest_threshold(counts, pct)
+
+
 def main(opts: Options) -> int:
     from ..export import snoop as export
     from ..views import snoop as view
@@ -87,10 +107,14 @@ def main(opts: Options) -> int:
     outputs = []
     try:
         outputs = export.open_outputs(opts.csv, opts.json)
+        learning = opts.slowest_pct is not None
         kopts = common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
                                       snoop=True, snoop_min_ns=opts.min_latency,
-                                      snoop_pages=opts.buffer_pages)
+                                      snoop_pages=opts.buffer_pages, snoop_knob=learning, total_hist=learning)
         tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(layers.SNOOP.layer,))
+        threshold = None
+        if learning:
+            tracer.set_stream_knob(layers.SNOOP.name, NOTHING_YET)
         text = not common.json_to_stdout(opts)
         out = sys.stdout
         shown = 0
@@ -112,14 +136,22 @@ def main(opts: Options) -> int:
             rows = Rows(resolver, time.monotonic_ns(), time.time())
             tracer.open_stream(layers.SNOOP.name, on_event)
             until = "" if opts.duration is None else f" for {opts.duration:g}s"
-            what = "block I/O" + (f" at or above {view._threshold(opts.min_latency)}" if opts.min_latency else "")
+            what = "block I/O" + (f" at or above {view.threshold_text(opts.min_latency)}" if opts.min_latency else
+                                  f" in the slowest {opts.slowest_pct:g}%" if learning else "")
             session.banner(tracer, opts.verbose, end_line=(f"Tracing {what}{until}." if until
                                                            else f"Tracing {what}... Hit Ctrl-C to end."))
             if text:
                 out.write(view.header() + "\n")
                 out.flush()
             deadline = None if opts.duration is None else time.monotonic() + opts.duration
+            learn_at = time.monotonic() + LEARN_EVERY_S
             while not stopper.stopped and (deadline is None or time.monotonic() < deadline):
+                if learning and time.monotonic() >= learn_at:
+                    learn_at += LEARN_EVERY_S
+                    learned = slowest(tracer.snapshot(), opts.slowest_pct)
+                    if learned is not None and learned != threshold:
+                        threshold = learned
+                        tracer.set_stream_knob(layers.SNOOP.name, threshold)
                 wait = POLL_MS if deadline is None else max(1, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
                 tracer.poll_stream(layers.SNOOP.name, wait)
                 if text:
@@ -131,7 +163,8 @@ def main(opts: Options) -> int:
             last = tracer.snapshot()
         counters = dict(tracer.stream_counters(layers.SNOOP.name))
         counters.update(layers.alarms(maps.delta(last, first).counters))
-        lines = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency)
+        lines = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency,
+                             slowest=(opts.slowest_pct, threshold) if learning else None)
         (out if text else sys.stderr).write("\n".join(lines) + "\n")
         for o in outputs:
             o.finish(counters)

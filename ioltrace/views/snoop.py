@@ -6,6 +6,7 @@ differ. Lines are about 110 columns, as biosnoop -Q's.
 """
 
 from ..fmt import cut, truncate
+from ..fmt import ns as fmt_ns
 
 COLUMNS = (("TIME(s)", "<11"), ("COMM", "<15"), ("PID", ">7"), ("CGROUP", "<18"), ("DISK", "<8"),
            ("RWBS", "<4"), ("SECTOR", ">12"), ("BYTES", ">8"), ("QUE(ms)", ">8"), ("DEV(ms)", ">8"),
@@ -48,10 +49,15 @@ class Lines:
                 f"{r.queue_ns / 1e6:>8.3f} {r.device_ns / 1e6:>8.3f} {r.total_ns / 1e6:>8.3f}{end}")
 
 
-def summary(shown, counters, alarms, min_ns):
+def summary(shown, counters, alarms, min_ns, slowest=None):
     """The closing lines: how many requests were shown (at or above the
-    threshold), snoop_lost always, and the other non-zero alarm counters."""
-    what = "requests" if not min_ns else f"requests at or above {_threshold(min_ns)}"
+    threshold; slowest: (pct, learned threshold ns or None) of --slowest-pct),
+    snoop_lost always, and the other non-zero alarm counters."""
+    what = "requests" if not min_ns else f"requests at or above {threshold_text(min_ns)}"
+    if slowest:
+        pct, th = slowest
+        what = (f"requests in the slowest {pct:g}% (threshold "
+                + (f"{threshold_text(th)} at the end)" if th is not None else "not learned: too few requests)"))
     out = [f"{shown} {what} shown; snoop_lost={int(counters.get('snoop_lost', 0))}"
            + (" (the ring buffer was full: raise --buffer-pages)" if counters.get("snoop_lost") else "")]
     bad = [(n, counters[n]) for n in alarms if n != "snoop_lost" and counters.get(n)]
@@ -60,8 +66,8 @@ def summary(shown, counters, alarms, min_ns):
     return out
 
 
-def _threshold(ns):
+def threshold_text(ns):
     for scale, unit in ((1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")):
         if ns >= scale and ns % scale == 0:
             return f"{ns // scale}{unit}"
-    return f"{ns}ns" if ns < 1000 else f"{ns / 1000:g}us"
+    return f"{ns}ns" if ns < 1000 else fmt_ns(ns)

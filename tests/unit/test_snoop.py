@@ -209,3 +209,37 @@ def test_outputs_refuse_a_directory_and_same_file(tmp_path):
     with pytest.raises(BadInput):
         export.open_outputs(str(tmp_path / "x.csv"), str(tmp_path / "no-such-dir" / "x.jsonl"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_slowest_threshold_keeps_the_slowest_share():
+    from ioltrace import hist
+
+    # 1,000 samples: 990 at 10 us, 10 at 5 ms: the slowest 1% are the 5 ms ones.
+    counts = hist.from_samples([10_000] * 990 + [5_000_000] * 10)
+    th = hist.slowest_threshold(counts, 1)
+    assert 10_000 < th <= 5_000_000 and layout.bucket_of(5_000_000) == layout.bucket_of(th)
+    # 2% reaches into the 10 us bucket: its low bound, so all of them pass.
+    assert hist.slowest_threshold(counts, 2) <= 10_000
+    samples = list(range(1_000, 1_001_000, 1_000))      # 1 us .. 1 ms evenly, 1,000 samples
+    th = hist.slowest_threshold(hist.from_samples(samples), 10)
+    kept = sum(1 for s in samples if s >= th)
+    # At least 10%, and at most the samples of one more bucket (16,384 ns wide
+    # at 900 us: 1/32 of its power of two, 16 samples here).
+    assert 100 <= kept <= 100 + 16384 // 1000 + 1
+    assert hist.slowest_threshold(hist.from_samples([1_000] * 99), 1) is None       # fewer than 100
+    assert hist.slowest_threshold(hist.from_samples([1_000] * 500), 0.1) is None    # fewer than 100/pct
+    assert hist.slowest_threshold(hist.empty(), 50) is None
+
+
+@pytest.mark.parametrize("argv", [["--slowest-pct", "0"], ["--slowest-pct", "100"], ["--slowest-pct", "x"],
+                                  ["--slowest-pct", "1", "--min-latency", "10ms"]])
+def test_slowest_pct_refusals(argv, capsys):
+    assert cli.main(["snoop", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ioltrace: ") and err.count("\n") == 1
+
+
+def test_summary_of_a_learned_threshold():
+    assert view.summary(5, {"snoop_lost": 0}, (), 0, slowest=(1, 62_500))[0] == \
+        "5 requests in the slowest 1% (threshold 62.5us at the end) shown; snoop_lost=0"
+    assert "not learned" in view.summary(0, {"snoop_lost": 0}, (), 0, slowest=(0.5, None))[0]
