@@ -198,6 +198,25 @@ static inline void iolt_fill_rwbs(char *rwbs, __u32 opf, __u32 preflush, __u32 f
 		rwbs[i] = 0;
 }
 
+/* ---- per-syscall events of `snoop --layer syscall` (sc_snoop.h) ---- */
+
+/* Counters of the syscall snoop stream, indexes into "sc_snoop_counters". */
+#define IOLT_SC_SNOOP_CNT_LOST 0  /* a call at or over the threshold the ring buffer could not take */
+#define IOLT_SC_SNOOP_NCOUNTERS 1
+
+/* One traced syscall at or over --min-latency, through "sc_snoop_events". */
+struct iolt_sc_snoop_event {
+	__u64 ts_ns;      /* exit, CLOCK_MONOTONIC */
+	__u64 lat_ns;     /* enter -> exit */
+	__u64 cgid;
+	__s64 ret;        /* the return value: bytes, or a negative errno */
+	char comm[16];
+	__u32 tgid;
+	__u32 tid;
+	__u32 sc;         /* index in layout.SYSCALLS */
+	__u32 _pad;
+};
+
 /* ---- syscall layer (syscall.bpf.c) ---- */
 
 /* Syscalls are numbered by their place in layout.SYSCALLS; indexes below

@@ -395,6 +395,9 @@ def build_parser():
     sn.add_argument("--probes", choices=("auto", "raw", "classic"), default="auto",
                     help="block probes: raw (typed struct request, offsets from the kernel's BTF), classic "
                          "tracepoints, or auto: raw when BTF gives every offset (default)")
+    sn.add_argument("--layer", choices=("block", "syscall"), default="block",
+                    help="block: completed requests (default); syscall: the traced I/O syscalls (read, write, "
+                         "fsync, ... as --layer syscall of hist), one line per call")
     sn.add_argument("--csv", metavar="FILE", help="also write every request to this CSV file (complete when "
                     "the run ends); - for stdout")
     sn.add_argument("--json", metavar="FILE", help="also write every request as a JSON line to FILE; - for "

@@ -241,8 +241,13 @@ SNOOP = Stream(name="snoop", layer="block", header="snoop.h", define="IOLT_SNOOP
                # --slowest-pct: the threshold, learned while tracing (bpf/snoop.h)
                knob="snoop_threshold", knob_define="IOLT_SNOOP_DYNAMIC")
 
+# Traced syscalls at or above a latency threshold, one by one (`snoop --layer syscall`).
+SNOOP_SYSCALL = Stream(name="snoop_syscall", layer="syscall", header="sc_snoop.h", define="IOLT_SNOOP_SYSCALL",
+                       buffer="sc_snoop_events", event=layout.ScSnoopEvent, counters_map="sc_snoop_counters",
+                       counters=layout.SC_SNOOP_COUNTERS, alarms=layout.SC_SNOOP_COUNTERS)
+
 ALL = (BLOCK, SYSCALL, LOOP)
-STREAMS = (SNOOP,)
+STREAMS = (SNOOP, SNOOP_SYSCALL)
 BY_NAME = {layer.name: layer for layer in ALL}
 # The layers whose keys are (cgroup, process, thread[, disk]) and that hist,
 # top, run and serve group, record and export.

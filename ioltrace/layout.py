@@ -280,6 +280,17 @@ DEFAULT_SNOOP_PAGES = 256
 MAX_SNOOP_PAGES = 65536
 
 
+SC_SNOOP_COUNTERS = ("syscall_snoop_lost",)
+
+
+class ScSnoopEvent(ctypes.Structure):
+    """One syscall at or over the threshold (struct iolt_sc_snoop_event)."""
+
+    _fields_ = [("ts_ns", ctypes.c_uint64), ("lat_ns", ctypes.c_uint64), ("cgid", ctypes.c_uint64),
+                ("ret", ctypes.c_int64), ("comm", ctypes.c_char * 16), ("tgid", ctypes.c_uint32),
+                ("tid", ctypes.c_uint32), ("sc", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
 class SnoopEvent(ctypes.Structure):
     """One request at or over the threshold (struct iolt_snoop_event)."""
 

@@ -62,6 +62,7 @@ class Options(NamedTuple):
     snoop_min_ns: int = 0
     snoop_pages: int = layout.DEFAULT_SNOOP_PAGES
     snoop_knob: bool = False    # the threshold is set while tracing (Tracer.set_stream_knob)
+    snoop_syscall: bool = False  # the syscall layer's stream, with the same threshold and pages
 
 
 def bpf_dir():
@@ -143,7 +144,7 @@ def cflags(opts, start_tp):
             flags.append(f"-D{stream.define}")
             if stream.knob and getattr(opts, f"{stream.name}_knob"):
                 flags.append(f"-D{stream.knob_define}")
-    if opts.snoop:
+    if opts.snoop or opts.snoop_syscall:
         pages = int(opts.snoop_pages)
         if pages < 1 or pages > layout.MAX_SNOOP_PAGES or pages & (pages - 1):
             raise ValueError(f"snoop_pages {pages}: not a power of two in 1..{layout.MAX_SNOOP_PAGES}")

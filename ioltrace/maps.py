@@ -9,7 +9,7 @@ import struct
 import numpy as np
 
 from . import layers, layout
-from .records import Snapshot, SnoopEvent
+from .records import ScSnoopEvent, Snapshot, SnoopEvent
 
 
 def value_int(v):
@@ -256,3 +256,13 @@ def decode_snoop_event(raw):
     ts, sector, q, d, cgid, comm, tgid, tid, dev, nbytes, err, rwbs = SNOOP_EVENT.unpack_from(raw)
     return SnoopEvent(ts, sector, q, d, cgid, comm_text(comm), tgid, tid, dev, nbytes, err,
                       rwbs.split(b"\0", 1)[0].decode("ascii", "replace"))
+
+
+# struct iolt_sc_snoop_event as layout.ScSnoopEvent lays it out.
+SC_SNOOP_EVENT = struct.Struct("<3Qq16s4I")
+
+
+def decode_sc_snoop_event(raw):
+    """The bytes of a struct iolt_sc_snoop_event -> records.ScSnoopEvent."""
+    ts, lat, cgid, ret, comm, tgid, tid, sc, _ = SC_SNOOP_EVENT.unpack_from(raw)
+    return ScSnoopEvent(ts, lat, cgid, ret, comm_text(comm), tgid, tid, sc)

@@ -203,3 +203,33 @@ class SnoopRow(NamedTuple):
     device_ns: int
     total_ns: int
     error: str       # errno name (EIO), or "" for success
+
+
+class ScSnoopEvent(NamedTuple):
+    """One syscall of the syscall snoop stream (maps.decode_sc_snoop_event)."""
+
+    ts_ns: int       # exit, CLOCK_MONOTONIC
+    lat_ns: int
+    cgid: int
+    ret: int         # bytes, or a negative errno
+    comm: str
+    tgid: int
+    tid: int
+    sc: int          # index in layout.SYSCALLS
+
+
+class SnoopSyscallRow(NamedTuple):
+    """One syscall as `snoop --layer syscall` shows and exports it
+    (commands.snoop); the CSV header is these field names."""
+
+    time: str        # exit, ISO 8601 UTC with microseconds
+    seconds: float   # exit, seconds since tracing started
+    comm: str
+    pid: int
+    tid: int
+    cgroup: str
+    syscall: str     # layout.SYSCALLS name
+    ret: int         # the return value
+    bytes: int       # ret of a successful read or write family call, else 0
+    latency_ns: int  # enter to exit
+    error: str       # errno name of a negative return, or ""

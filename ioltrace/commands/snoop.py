@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from .. import hist, layers, layout, loader, maps, probepath, session
 from ..errors import BadInput
 from ..fmt import errno_name
-from ..records import SnoopRow
+from ..records import SnoopRow, SnoopSyscallRow
 from ..resolve import Resolver
-from . import common
+from . import common, refuse_unused
 
 # ms between two reads of the ring buffer while idle; a read returns at once
 # when events wait. range 10..1000: Ctrl-C and --duration are seen within it.
@@ -37,9 +37,14 @@ class Options(common.Filters):
     duration: float = None     # seconds; None: until Ctrl-C
     csv: str = None            # "-": stdout
     json: str = None           # "-": stdout
+    layer: str = "block"       # block: requests; syscall: the traced I/O syscalls
 
     def __post_init__(self):
         super().__post_init__()
+        if self.layer == "syscall":
+            why = "is for block requests, and --layer syscall traces syscalls"
+            refuse_unused(self, [(name, why, "leave it out, or use --layer block")
+                                 for name in ("disk", "probes", "slowest_pct")])
         p = self.buffer_pages
         if not (1 <= p <= layout.MAX_SNOOP_PAGES) or p & (p - 1):
             raise BadInput(f"--buffer-pages {p}", f"must be a power of two from 1 to {layout.MAX_SNOOP_PAGES}",
@@ -81,6 +86,20 @@ class Rows:
         return row_of(e, since, self.iso(self.wall0 + since), cg, disk)
 
 
+class SyscallRows(Rows):
+    """ScSnoopEvents -> SnoopSyscallRows, as Rows."""
+
+    def of(self, e):
+        cg = self._cgroups.get(e.cgid)
+        if cg is None:
+            cg = self._cgroups[e.cgid] = self.resolver.cgroup_path(e.cgid)
+        since = (e.ts_ns - self.t0_ns) / 1e9
+        name = layout.SYSCALLS[e.sc] if e.sc < len(layout.SYSCALLS) else str(e.sc)
+        nbytes = e.ret if e.ret > 0 and e.sc < layout.SC_BYTES_FAMILY else 0
+        return SnoopSyscallRow(self.iso(self.wall0 + since), round(since, 6), e.comm, e.tgid, e.tid, cg, name,
+                               e.ret, nbytes, e.lat_ns, errno_name(-e.ret) if e.ret < 0 else "")
+
+
 def row_of(e, since, when, cgroup, disk):
     """records.SnoopEvent and its resolved names -> records.SnoopRow."""
     return SnoopRow(when, round(since, 6), e.comm, e.tgid, e.tid, cgroup, disk, e.rwbs,
@@ -105,26 +124,30 @@ def main(opts: Options) -> int:
     resolver = Resolver()
     tracer = None
     outputs = []
+    syscalls = opts.layer == "syscall"
+    stream = layers.SNOOP_SYSCALL if syscalls else layers.SNOOP
     try:
-        outputs = export.open_outputs(opts.csv, opts.json)
+        outputs = export.open_outputs(opts.csv, opts.json, (SnoopSyscallRow if syscalls else SnoopRow)._fields,
+                                      opts.layer)
         learning = opts.slowest_pct is not None
         kopts = common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
-                                      snoop=True, snoop_min_ns=opts.min_latency,
+                                      snoop=not syscalls, snoop_syscall=syscalls, snoop_min_ns=opts.min_latency,
                                       snoop_pages=opts.buffer_pages, snoop_knob=learning, total_hist=learning)
-        tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(layers.SNOOP.layer,))
+        tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(stream.layer,))
         threshold = None
         if learning:
-            tracer.set_stream_knob(layers.SNOOP.name, NOTHING_YET)
+            tracer.set_stream_knob(stream.name, NOTHING_YET)
         text = not common.json_to_stdout(opts)
         out = sys.stdout
         shown = 0
         rows = None
 
-        lines = view.Lines()
+        lines = view.SyscallLines() if syscalls else view.Lines()
+        decode = maps.decode_sc_snoop_event if syscalls else maps.decode_snoop_event
 
         def on_event(raw):
             nonlocal shown
-            r = rows.of(maps.decode_snoop_event(raw))
+            r = rows.of(decode(raw))
             shown += 1
             if text:
                 out.write(lines.line(r))
@@ -133,15 +156,15 @@ def main(opts: Options) -> int:
 
         with session.Stopper() as stopper:
             first = tracer.snapshot()
-            rows = Rows(resolver, time.monotonic_ns(), time.time())
-            tracer.open_stream(layers.SNOOP.name, on_event)
+            rows = (SyscallRows if syscalls else Rows)(resolver, time.monotonic_ns(), time.time())
+            tracer.open_stream(stream.name, on_event)
             until = "" if opts.duration is None else f" for {opts.duration:g}s"
-            what = "block I/O" + (f" at or above {view.threshold_text(opts.min_latency)}" if opts.min_latency else
+            what = ("I/O syscalls" if syscalls else "block I/O") + (f" at or above {view.threshold_text(opts.min_latency)}" if opts.min_latency else
                                   f" in the slowest {opts.slowest_pct:g}%" if learning else "")
             session.banner(tracer, opts.verbose, end_line=(f"Tracing {what}{until}." if until
                                                            else f"Tracing {what}... Hit Ctrl-C to end."))
             if text:
-                out.write(view.header() + "\n")
+                out.write((view.syscall_header() if syscalls else view.header()) + "\n")
                 out.flush()
             deadline = None if opts.duration is None else time.monotonic() + opts.duration
             learn_at = time.monotonic() + LEARN_EVERY_S
@@ -151,20 +174,21 @@ def main(opts: Options) -> int:
                     learned = slowest(tracer.snapshot(), opts.slowest_pct)
                     if learned is not None and learned != threshold:
                         threshold = learned
-                        tracer.set_stream_knob(layers.SNOOP.name, threshold)
+                        tracer.set_stream_knob(stream.name, threshold)
                 wait = POLL_MS if deadline is None else max(1, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
-                tracer.poll_stream(layers.SNOOP.name, wait)
+                tracer.poll_stream(stream.name, wait)
                 if text:
                     out.flush()
                 for o in outputs:
                     o.flush()
-            tracer.poll_stream(layers.SNOOP.name, 0)     # what came before the stop
+            tracer.poll_stream(stream.name, 0)     # what came before the stop
             tracer.stopping()
             last = tracer.snapshot()
-        counters = dict(tracer.stream_counters(layers.SNOOP.name))
+        counters = dict(tracer.stream_counters(stream.name))
         counters.update(layers.alarms(maps.delta(last, first).counters))
         lines = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency,
-                             slowest=(opts.slowest_pct, threshold) if learning else None)
+                             slowest=(opts.slowest_pct, threshold) if learning else None,
+                             noun="syscalls" if syscalls else "requests", lost=stream.counters[0])
         (out if text else sys.stderr).write("\n".join(lines) + "\n")
         for o in outputs:
             o.finish(counters)

@@ -1,11 +1,12 @@
-"""snoop's --csv and --json: one row per request, then the counters.
+"""snoop's --csv and --json: one row per request (or syscall), then the counters.
 
 CSV: a first line "# ioltrace-snoop-csv 1", the header (records.SnoopRow's
 fields), a row per request, and a last line "# counters NAME=N ..." with
 snoop_lost (requests at or above the threshold the ring buffer could not
 take) and the block layer's alarm counters. JSON lines: {"type": "request",
 SnoopRow fields} per request, then {"type": "counters", "counters": {...}}.
-A file is written beside its final name and renamed onto it when the run
+With --layer syscall the rows are records.SnoopSyscallRow's and the first
+line ends in " layer=syscall". A file is written beside its final name and renamed onto it when the run
 ends, so no reader ever sees half of one; "-" streams to stdout.
 Knows nothing of terminals.
 """
@@ -79,12 +80,15 @@ def _text(v):
 
 
 class CsvRows:
-    def __init__(self, path):
+    """fields: the row record's fields (SnoopRow, or SnoopSyscallRow with
+    layer "syscall", which the first line then names)."""
+
+    def __init__(self, path, fields=HEADER, layer="block"):
         self.out = _Output(path, "--csv")
         self._buf = io.StringIO()
         self._csv = csv.writer(self._buf, lineterminator="\r\n")
-        self.out.write(f"{CSV_MAGIC} {CSV_VERSION}\n")
-        self._csv.writerow(HEADER)
+        self.out.write(f"{CSV_MAGIC} {CSV_VERSION}" + (f" layer={layer}" if layer != "block" else "") + "\n")
+        self._csv.writerow(list(fields))
         self._emit()
 
     def _emit(self):
@@ -127,14 +131,14 @@ class JsonRows:
         self.out.close()
 
 
-def open_outputs(csv_path, json_path):
+def open_outputs(csv_path, json_path, fields=HEADER, layer="block"):
     """[CsvRows, JsonRows] of those given, opened now (before tracing); if
     the second cannot be opened the first is removed again."""
     same_output(csv_path, json_path)
     outs = []
     try:
         if csv_path:
-            outs.append(CsvRows(csv_path))
+            outs.append(CsvRows(csv_path, fields, layer))
         if json_path:
             outs.append(JsonRows(json_path))
     except BaseException:

@@ -49,18 +49,19 @@ class Lines:
                 f"{r.queue_ns / 1e6:>8.3f} {r.device_ns / 1e6:>8.3f} {r.total_ns / 1e6:>8.3f}{end}")
 
 
-def summary(shown, counters, alarms, min_ns, slowest=None):
-    """The closing lines: how many requests were shown (at or above the
-    threshold; slowest: (pct, learned threshold ns or None) of --slowest-pct),
-    snoop_lost always, and the other non-zero alarm counters."""
-    what = "requests" if not min_ns else f"requests at or above {threshold_text(min_ns)}"
+def summary(shown, counters, alarms, min_ns, slowest=None, noun="requests", lost="snoop_lost"):
+    """The closing lines: how many requests (noun) were shown (at or above
+    the threshold; slowest: (pct, learned threshold ns or None) of
+    --slowest-pct), the lost counter always, and the other non-zero alarm
+    counters."""
+    what = noun if not min_ns else f"{noun} at or above {threshold_text(min_ns)}"
     if slowest:
         pct, th = slowest
-        what = (f"requests in the slowest {pct:g}% (threshold "
-                + (f"{threshold_text(th)} at the end)" if th is not None else "not learned: too few requests)"))
-    out = [f"{shown} {what} shown; snoop_lost={int(counters.get('snoop_lost', 0))}"
-           + (" (the ring buffer was full: raise --buffer-pages)" if counters.get("snoop_lost") else "")]
-    bad = [(n, counters[n]) for n in alarms if n != "snoop_lost" and counters.get(n)]
+        what = (f"{noun} in the slowest {pct:g}% (threshold "
+                + (f"{threshold_text(th)} at the end)" if th is not None else f"not learned: too few {noun})"))
+    out = [f"{shown} {what} shown; {lost}={int(counters.get(lost, 0))}"
+           + (" (the ring buffer was full: raise --buffer-pages)" if counters.get(lost) else "")]
+    bad = [(n, counters[n]) for n in alarms if n != lost and counters.get(n)]
     if bad:
         out.append("kernel counters: " + "  ".join(f"{n}={v}" for n, v in bad))
     return out
@@ -71,3 +72,26 @@ def threshold_text(ns):
         if ns >= scale and ns % scale == 0:
             return f"{ns // scale}{unit}"
     return f"{ns}ns" if ns < 1000 else fmt_ns(ns)
+
+
+SYSCALL_COLUMNS = (("TIME(s)", "<11"), ("COMM", "<15"), ("PID", ">7"), ("CGROUP", "<18"), ("SYSCALL", "<16"),
+                   ("BYTES", ">10"), ("LAT(ms)", ">9"))
+
+
+def syscall_header():
+    return " ".join(f"{name:{spec}}" for name, spec in SYSCALL_COLUMNS)
+
+
+class SyscallLines(Lines):
+    """Lines of syscalls (records.SnoopSyscallRow), as Lines."""
+
+    def line(self, r):
+        comm = self._comm.get(r.comm)
+        if comm is None:
+            comm = self._comm[r.comm] = f'{cut("".join(c if c.isprintable() else "?" for c in r.comm), 15):<15}'
+        cg = self._cgroup.get(r.cgroup)
+        if cg is None:
+            cg = self._cgroup[r.cgroup] = f"{truncate(r.cgroup, 18):<18}"
+        end = f" {r.error}\n" if r.error else "\n"
+        return (f"{r.seconds:<11.6f} {comm} {r.pid:>7} {cg} {r.syscall:<16} {r.bytes:>10} "
+                f"{r.latency_ns / 1e6:>9.3f}{end}")

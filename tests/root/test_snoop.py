@@ -230,3 +230,28 @@ def test_slowest_pct_shows_a_few_slow_ones(ioltrace, loopdev, tmp_path, probes):
     # Learning starts from nothing shown; a threshold learned early from few
     # requests, and the bucket at the cut, let a few more pass.
     assert 0 < len(rows) + lost <= 0.15 * dev["read"], (len(rows), lost, dev)
+
+
+def test_syscall_layer_shows_each_call(ioltrace, loopdev, make_cgroup, tmp_path):
+    """--layer syscall in a cgroup of its own: dd's reads and writes of 4 KiB,
+    as many as dd says it copied; --min-latency 10s shows none of them."""
+    cg = make_cgroup("sc")
+    csv_path = tmp_path / "sc.csv"
+    t = ioltrace("snoop", "--layer", "syscall", "--cgroup", cg.rel, "--csv", csv_path)
+    slow = ioltrace("snoop", "--layer", "syscall", "--cgroup", cg.rel, "--min-latency", "10s")
+    dd = subprocess.run(cg.wrap(["dd", f"if={loopdev.path}", "of=/dev/null", "bs=4k", "count=300", "iflag=direct"]),
+                        check=True, capture_output=True, text=True, timeout=room(60))
+    records = [int(line.split("+")[0]) for line in dd.stderr.splitlines() if "records" in line]
+    assert records == [300, 300], dd.stderr
+    assert t.stop() == 0 and slow.stop() == 0, t.err + slow.err
+    rows, counters = [], {}
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "# ioltrace-snoop-csv 1 layer=syscall"
+    counters = dict(p.split("=") for p in lines[-1].split()[2:])
+    rows = list(csv.DictReader(lines[1:-1]))
+    assert counters["syscall_snoop_lost"] == "0"
+    assert {r["comm"] for r in rows} == {"dd"}
+    full = [(r["syscall"], int(r["bytes"])) for r in rows if int(r["bytes"]) == 4096]
+    assert full.count(("read", 4096)) == records[0] and full.count(("write", 4096)) == records[1]
+    assert all(int(r["latency_ns"]) > 0 for r in rows)
+    assert "\n0 syscalls at or above 10s shown; syscall_snoop_lost=0\n" in slow.out, slow.out

@@ -39,6 +39,8 @@ STRUCTS = {
     "iolt_loop_key": (layout.LoopKey, ("tgid", "step")),
     "iolt_loop_stat": (layout.LoopStat, ("count", "sum_ns", "min_ns", "max_ns", "comm")),
     "iolt_loop_hist_key": (layout.LoopHistKey, ("k", "bucket", "_pad")),
+    "iolt_sc_snoop_event": (layout.ScSnoopEvent, ("ts_ns", "lat_ns", "cgid", "ret", "comm", "tgid", "tid", "sc",
+                                                   "_pad")),
     "iolt_snoop_event": (layout.SnoopEvent, ("ts_ns", "sector", "queue_ns", "device_ns", "cgid", "comm", "tgid",
                                              "tid", "dev", "bytes", "err", "rwbs")),
 }
@@ -158,6 +160,9 @@ def _expected_constants():
     exp["IOLT_SNOOP_NCOUNTERS"] = len(layout.SNOOP_COUNTERS)
     exp.update({f"IOLT_SNOOP_CNT_{n.upper().replace('SNOOP_', '')}": i for i, n in enumerate(layout.SNOOP_COUNTERS)})
     exp["IOLT_RWBS_LEN"] = layout.RWBS_LEN
+    exp["IOLT_SC_SNOOP_NCOUNTERS"] = len(layout.SC_SNOOP_COUNTERS)
+    exp.update({f"IOLT_SC_SNOOP_CNT_{n.upper().replace('SYSCALL_SNOOP_', '')}": i
+                for i, n in enumerate(layout.SC_SNOOP_COUNTERS)})
     return exp
 
 

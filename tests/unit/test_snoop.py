@@ -243,3 +243,49 @@ def test_summary_of_a_learned_threshold():
     assert view.summary(5, {"snoop_lost": 0}, (), 0, slowest=(1, 62_500))[0] == \
         "5 requests in the slowest 1% (threshold 62.5us at the end) shown; snoop_lost=0"
     assert "not learned" in view.summary(0, {"snoop_lost": 0}, (), 0, slowest=(0.5, None))[0]
+
+
+SC_EVENT = layout.ScSnoopEvent(ts_ns=2_000_000_000, lat_ns=1_500_000, cgid=7, ret=4096, comm=b"dd", tgid=42, tid=43,
+                               sc=layout.SYSCALLS.index("pread64"))
+
+
+def test_syscall_events_decode_and_become_rows():
+    assert maps.SC_SNOOP_EVENT.size == ctypes.sizeof(layout.ScSnoopEvent)
+    e = maps.decode_sc_snoop_event(bytes(SC_EVENT))
+    assert (e.comm, e.ret, e.sc, e.lat_ns) == ("dd", 4096, layout.SYSCALLS.index("pread64"), 1_500_000)
+    rows = command.SyscallRows(FakeResolver(), 1_000_000_000, 0.0)
+    r = rows.of(e)
+    assert (r.seconds, r.syscall, r.ret, r.bytes, r.latency_ns, r.error, r.cgroup) == \
+        (1.0, "pread64", 4096, 4096, 1_500_000, "", "/system.slice/fio-job.service")
+    failed = rows.of(e._replace(ret=-9))
+    assert (failed.bytes, failed.error) == (0, "EBADF")
+    fsync = rows.of(e._replace(ret=0, sc=layout.SYSCALLS.index("fsync")))
+    assert (fsync.syscall, fsync.bytes) == ("fsync", 0)
+    line = view.SyscallLines().line(failed)
+    assert line.split() == ["1.000000", "dd", "42", "…e/fio-job.service", "pread64", "0", "1.500", "EBADF"]
+    assert view.syscall_header().split() == ["TIME(s)", "COMM", "PID", "CGROUP", "SYSCALL", "BYTES", "LAT(ms)"]
+    assert view.summary(3, {"syscall_snoop_lost": 1}, (), 0, noun="syscalls", lost="syscall_snoop_lost")[0] \
+        .startswith("3 syscalls shown; syscall_snoop_lost=1 (")
+
+
+def test_syscall_csv_names_its_layer(tmp_path):
+    from ioltrace.records import SnoopSyscallRow
+
+    r = command.SyscallRows(FakeResolver(), 1_000_000_000, 0.0).of(maps.decode_sc_snoop_event(bytes(SC_EVENT)))
+    [out] = export.open_outputs(str(tmp_path / "s.csv"), None, SnoopSyscallRow._fields, "syscall")
+    out.row(r)
+    out.finish({"syscall_snoop_lost": 0})
+    out.close()
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "# ioltrace-snoop-csv 1 layer=syscall"
+    assert lines[1].split(",") == list(SnoopSyscallRow._fields)
+    rows, counters = export.read_csv(tmp_path / "s.csv")
+    assert rows[0]["syscall"] == "pread64" and counters == {"syscall_snoop_lost": 0}
+
+
+@pytest.mark.parametrize("argv", [["--layer", "syscall", "--disk", "loop0"], ["--layer", "syscall", "--probes", "raw"],
+                                  ["--layer", "syscall", "--slowest-pct", "1"], ["--layer", "both"]])
+def test_syscall_layer_refuses_block_options(argv, capsys):
+    assert cli.main(["snoop", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ioltrace: ") and err.count("\n") == 1
