@@ -226,7 +226,7 @@ def test_slowest_pct_shows_a_few_slow_ones(ioltrace, loopdev, tmp_path, probes):
     rows, lost = printed(t.out)
     summary = next(line for line in t.out.splitlines() if " shown; snoop_lost=" in line)
     assert summary.startswith(f"{len(rows)} requests in the slowest 5% (threshold "), summary
-    assert dev["read"] >= 1000
+    assert dev["read"] >= 200      # fewer than 100 leave nothing learned (an emulated guest is slow)
     # Learning starts from nothing shown; a threshold learned early from few
     # requests, and the bucket at the cut, let a few more pass.
     assert 0 < len(rows) + lost <= 0.15 * dev["read"], (len(rows), lost, dev)
