@@ -5,6 +5,9 @@ The block programs are compiled with the snoop stream (layers.SNOOP,
 bpf/snoop.h): requests below --min-latency cost only the histogram update
 they always had; the others come through a ring buffer, and those it could
 not take are counted (snoop_lost), shown at the end and in every export.
+--slowest-pct sets the threshold while tracing, from the total-time
+histogram; --layer syscall reads the syscall layer's stream instead
+(layers.SNOOP_SYSCALL, bpf/sc_snoop.h), one line per traced syscall.
 """
 
 import sys
@@ -158,11 +161,7 @@ def main(opts: Options) -> int:
             first = tracer.snapshot()
             rows = (SyscallRows if syscalls else Rows)(resolver, time.monotonic_ns(), time.time())
             tracer.open_stream(stream.name, on_event)
-            until = "" if opts.duration is None else f" for {opts.duration:g}s"
-            what = ("I/O syscalls" if syscalls else "block I/O") + (f" at or above {view.threshold_text(opts.min_latency)}" if opts.min_latency else
-                                  f" in the slowest {opts.slowest_pct:g}%" if learning else "")
-            session.banner(tracer, opts.verbose, end_line=(f"Tracing {what}{until}." if until
-                                                           else f"Tracing {what}... Hit Ctrl-C to end."))
+            session.banner(tracer, opts.verbose, end_line=view.ending(opts, syscalls))
             if text:
                 out.write((view.syscall_header() if syscalls else view.header()) + "\n")
                 out.flush()
@@ -175,7 +174,8 @@ def main(opts: Options) -> int:
                     if learned is not None and learned != threshold:
                         threshold = learned
                         tracer.set_stream_knob(stream.name, threshold)
-                wait = POLL_MS if deadline is None else max(1, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
+                left_ms = POLL_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
+                wait = max(1, min(POLL_MS, left_ms))
                 tracer.poll_stream(stream.name, wait)
                 if text:
                     out.flush()
@@ -186,10 +186,10 @@ def main(opts: Options) -> int:
             last = tracer.snapshot()
         counters = dict(tracer.stream_counters(stream.name))
         counters.update(layers.alarms(maps.delta(last, first).counters))
-        lines = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency,
-                             slowest=(opts.slowest_pct, threshold) if learning else None,
-                             noun="syscalls" if syscalls else "requests", lost=stream.counters[0])
-        (out if text else sys.stderr).write("\n".join(lines) + "\n")
+        closing = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency,
+                               slowest=(opts.slowest_pct, threshold) if learning else None,
+                               noun="syscalls" if syscalls else "requests", lost=stream.counters[0])
+        (out if text else sys.stderr).write("\n".join(closing) + "\n")
         for o in outputs:
             o.finish(counters)
     finally:

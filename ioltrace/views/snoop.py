@@ -49,6 +49,19 @@ class Lines:
                 f"{r.queue_ns / 1e6:>8.3f} {r.device_ns / 1e6:>8.3f} {r.total_ns / 1e6:>8.3f}{end}")
 
 
+def ending(opts, syscalls):
+    """The banner's last line: what is traced, above which threshold, and
+    how the run ends (as session.ending)."""
+    what = "I/O syscalls" if syscalls else "block I/O"
+    if opts.min_latency:
+        what += f" at or above {threshold_text(opts.min_latency)}"
+    elif opts.slowest_pct is not None:
+        what += f" in the slowest {opts.slowest_pct:g}%"
+    if opts.duration is not None:
+        return f"Tracing {what} for {opts.duration:g}s."
+    return f"Tracing {what}... Hit Ctrl-C to end."
+
+
 def summary(shown, counters, alarms, min_ns, slowest=None, noun="requests", lost="snoop_lost"):
     """The closing lines: how many requests (noun) were shown (at or above
     the threshold; slowest: (pct, learned threshold ns or None) of

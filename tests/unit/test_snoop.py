@@ -289,3 +289,15 @@ def test_syscall_layer_refuses_block_options(argv, capsys):
     assert cli.main(["snoop", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ioltrace: ") and err.count("\n") == 1
+
+
+def test_banner_ending_says_what_and_until_when():
+    def opts(*argv):
+        return cli.options_of(command.Options, cli.build_parser().parse_args(["snoop", *argv]))
+
+    assert view.ending(opts(), False) == "Tracing block I/O... Hit Ctrl-C to end."
+    assert view.ending(opts("--min-latency", "10ms", "--duration", "5"), False) == \
+        "Tracing block I/O at or above 10ms for 5s."
+    assert view.ending(opts("--slowest-pct", "0.5"), False) == "Tracing block I/O in the slowest 0.5%... Hit Ctrl-C to end."
+    assert view.ending(opts("--layer", "syscall", "--min-latency", "250us"), True) == \
+        "Tracing I/O syscalls at or above 250us... Hit Ctrl-C to end."
