@@ -275,7 +275,7 @@ class LoopHistKey(ctypes.Structure):
 SNOOP_COUNTERS = ("snoop_lost",)
 RWBS_LEN = 12
 # Ring buffer pages: a power of two (the kernel's rule), 1..65536 (4 KiB .. 256 MiB);
-# 256 pages (1 MiB) hold ~11900 events between two reads.
+# 256 pages (1 MiB) hold ~10,900 events (96 bytes each with the header) between two reads.
 DEFAULT_SNOOP_PAGES = 256
 MAX_SNOOP_PAGES = 65536
 
