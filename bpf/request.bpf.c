@@ -412,7 +412,9 @@ static __always_inline void snoop_rqp(void *rqptr, struct iolt_rqp *rq, u64 star
 	READ(sector, rqptr, IOLT_OFF_RQ_SECTOR);
 	u32 size = rq->size ? rq->size : nr_bytes;
 	u32 before = size > rq->left ? size - rq->left : 0;
-	ev->sector = sector - (before >> 9);
+	/* As blk_rq_trace_sector(): a request whose position was never set
+	 * (the flush machinery's flush_rq) holds (sector_t)-1; records say 0. */
+	ev->sector = sector == (u64)-1 ? 0 : sector - (before >> 9);
 	ev->bytes = size;
 	ev->err = err;
 	iolt_fill_rwbs(ev->rwbs, flags, 1u << IOLT_REQ_PREFLUSH_BIT, 1u << IOLT_REQ_FUA_BIT,
