@@ -15,9 +15,13 @@
  *   IOLT_FILTER_TGID     one process; IOLT_FILTER_CHILDREN: and its descendants
  *   IOLT_FILTER_CGID, IOLT_FILTER_CGLEVEL      one cgroup v2 subtree
  *   IOLT_FILTER_COMM_LO/HI                     comm as two little-endian u64
+ *   IOLT_SNOOP           per-request events for `snoop` (snoop.h)
  */
 #include "ioltrace.h"
 #include "filter.h"
+#ifdef IOLT_SNOOP
+#include "snoop.h"
+#endif
 
 
 BPF_ARRAY(inflight, struct iolt_rq, IOLT_INFLIGHT_SLOTS);
@@ -213,6 +217,20 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 		qns = qns < 0 ? 0 : qns;
 		dns = dns < 0 ? 0 : dns;
 	}
+#ifdef IOLT_SNOOP
+	if (iolt_snoop_wanted(start, now)) {
+		struct iolt_snoop_event *ev = iolt_snoop_reserve(start, issue, now, rq->cgid, rq->comm, rq->tgid,
+								 rq->tid, dev);
+		if (ev) {
+			ev->sector = sector;
+			ev->bytes = args->nr_sector << 9;
+			ev->err = args->error;
+			bpf_probe_read_kernel(ev->rwbs, sizeof(args->rwbs), args->rwbs);
+			ev->rwbs[sizeof(ev->rwbs) - 1] = 0;
+			snoop_events.ringbuf_submit(ev, 0);
+		}
+	}
+#endif
 
 	struct iolt_stat_key sk = {};
 	sk.cgid = rq->cgid;

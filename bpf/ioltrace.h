@@ -111,7 +111,7 @@ struct iolt_rqp {
 	__u32 dev;
 	__u32 op;        /* IOLT_OP_* from cmd_flags at the start */
 	__u32 left;      /* bytes not yet completed, from __data_len at issue */
-	__u32 _pad;
+	__u32 size;      /* request bytes at issue (__data_len); 0: issue not seen */
 };
 
 struct iolt_stat_key {
@@ -143,6 +143,81 @@ struct iolt_hist_key {
 struct iolt_err_key {
 	struct iolt_stat_key k;
 	__s32 err;   /* negative errno from block_rq_complete */
+	__u32 _pad;
+};
+
+/* ---- per-request events of `snoop` (snoop.h) ---- */
+
+/* Counters of the snoop stream, indexes into "snoop_counters". */
+#define IOLT_SNOOP_CNT_LOST 0     /* a request at or over the threshold the ring buffer could not take */
+#define IOLT_SNOOP_NCOUNTERS 1
+#define IOLT_RWBS_LEN 12          /* >= RWBS_LEN of the block tracepoints: 10 on 6.18, 8 before */
+
+/* One completed request at or over --min-latency, sent through the ring
+ * buffer "snoop_events"; 88 bytes (+8 of ring buffer header each). */
+struct iolt_snoop_event {
+	__u64 ts_ns;      /* completion, CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 sector;     /* first sector of the request */
+	__u64 queue_ns;   /* start -> issue */
+	__u64 device_ns;  /* issue -> completion */
+	__u64 cgid;       /* as the stats key's cgid */
+	char comm[16];
+	__u32 tgid;
+	__u32 tid;
+	__u32 dev;
+	__u32 bytes;      /* the request's size */
+	__s32 err;        /* negative errno; 0: success */
+	char rwbs[IOLT_RWBS_LEN];
+};
+
+/* rwbs from a request's cmd_flags as the kernel's blk_fill_rwbs() writes it
+ * (kernel/trace/blktrace.c): 'F' for a preflush, the op
+ * letter (W, D, DE secure erase, F flush, R, N other; REQ_OP_* is the low
+ * byte of the flags since 4.10), then F (FUA), A (readahead), S (sync), M
+ * (meta); not U (REQ_ATOMIC, 6.11+: absent from older BTF). The flag masks come from the running kernel's BTF (enum
+ * req_flag_bits). Pure, so tests/unit/test_snoop.py runs it natively. */
+static inline void iolt_fill_rwbs(char *rwbs, __u32 opf, __u32 preflush, __u32 fua, __u32 rahead,
+				  __u32 sync, __u32 meta)
+{
+	__u32 i = 0;
+	if (opf & preflush)
+		rwbs[i++] = 'F';
+	switch (opf & 0xff) {
+	case 1: rwbs[i++] = 'W'; break;
+	case 3: rwbs[i++] = 'D'; break;
+	case 5: rwbs[i++] = 'D'; rwbs[i++] = 'E'; break;
+	case 2: rwbs[i++] = 'F'; break;
+	case 0: rwbs[i++] = 'R'; break;
+	default: rwbs[i++] = 'N';
+	}
+	if (opf & fua)
+		rwbs[i++] = 'F';
+	if (opf & rahead)
+		rwbs[i++] = 'A';
+	if (opf & sync)
+		rwbs[i++] = 'S';
+	if (opf & meta)
+		rwbs[i++] = 'M';
+	if (i < IOLT_RWBS_LEN)
+		rwbs[i] = 0;
+}
+
+/* ---- per-syscall events of `snoop --layer syscall` (sc_snoop.h) ---- */
+
+/* Counters of the syscall snoop stream, indexes into "sc_snoop_counters". */
+#define IOLT_SC_SNOOP_CNT_LOST 0  /* a call at or over the threshold the ring buffer could not take */
+#define IOLT_SC_SNOOP_NCOUNTERS 1
+
+/* One traced syscall at or over --min-latency, through "sc_snoop_events". */
+struct iolt_sc_snoop_event {
+	__u64 ts_ns;      /* exit, CLOCK_MONOTONIC */
+	__u64 lat_ns;     /* enter -> exit */
+	__u64 cgid;
+	__s64 ret;        /* the return value: bytes, or a negative errno */
+	char comm[16];
+	__u32 tgid;
+	__u32 tid;
+	__u32 sc;         /* index in layout.SYSCALLS */
 	__u32 _pad;
 };
 

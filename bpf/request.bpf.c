@@ -27,6 +27,9 @@
  */
 #include "ioltrace.h"
 #include "filter.h"
+#ifdef IOLT_SNOOP
+#include "snoop.h"
+#endif
 
 BPF_ARRAY(inflight, struct iolt_rqp, IOLT_INFLIGHT_SLOTS);
 BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_ENTRIES, BPF_F_NO_PREALLOC);
@@ -354,6 +357,7 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 		/* Dispatched: no bio merges into it from here on, so its size
 		 * is final (a requeue issues it again and reads it again). */
 		READ(slot->left, rq, IOLT_OFF_RQ_DATA_LEN);
+		slot->size = slot->left;
 		slot->issue_ns = now;
 		return 0;
 	}
@@ -367,6 +371,7 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 		return 0;
 	fresh.op = rq_op(&f);
 	READ(fresh.left, rq, IOLT_OFF_RQ_DATA_LEN);
+	fresh.size = fresh.left;
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);
 	claim(&fresh);
@@ -386,6 +391,35 @@ RAW_TRACEPOINT_PROBE(block_rq_merge)
 		slot->issue_ns = 0;
 	}
 	return 0;
+}
+#endif
+
+#ifdef IOLT_SNOOP
+/* The event of a request whose last bytes complete now. cmd_flags are read
+ * here, as blk_fill_rwbs() reads them for the classic record; rq->__sector
+ * has moved past the parts completed before (blk_update_request), so the
+ * first sector is it minus those. */
+static __always_inline void snoop_rqp(void *rqptr, struct iolt_rqp *rq, u64 start, u64 issue, u64 now,
+				      u32 nr_bytes, s32 err)
+{
+	struct iolt_snoop_event *ev = iolt_snoop_reserve(start, issue, now, rq->cgid, rq->comm, rq->tgid, rq->tid,
+							 rq->dev);
+	if (!ev)
+		return;
+	u32 flags = 0;
+	u64 sector = 0;
+	READ(flags, rqptr, IOLT_OFF_RQ_CMD_FLAGS);
+	READ(sector, rqptr, IOLT_OFF_RQ_SECTOR);
+	u32 size = rq->size ? rq->size : nr_bytes;
+	u32 before = size > rq->left ? size - rq->left : 0;
+	/* As blk_rq_trace_sector(): a request whose position was never set
+	 * (the flush machinery's flush_rq) holds (sector_t)-1; records say 0. */
+	ev->sector = sector == (u64)-1 ? 0 : sector - (before >> 9);
+	ev->bytes = size;
+	ev->err = err;
+	iolt_fill_rwbs(ev->rwbs, flags, 1u << IOLT_REQ_PREFLUSH_BIT, 1u << IOLT_REQ_FUA_BIT,
+		       1u << IOLT_REQ_RAHEAD_BIT, 1u << IOLT_REQ_SYNC_BIT, 1u << IOLT_REQ_META_BIT);
+	snoop_events.ringbuf_submit(ev, 0);
 }
 #endif
 
@@ -444,6 +478,10 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	u64 now = bpf_ktime_get_ns();
 	u64 issue = rq->issue_ns ? rq->issue_ns : now;
 	u64 start = rq->start_ns ? rq->start_ns : issue;
+#ifdef IOLT_SNOOP
+	if (done && iolt_snoop_wanted(start, now))
+		snoop_rqp(rqptr, rq, start, issue, now, nr_bytes, err);
+#endif
 
 	struct iolt_stat *st = stats.lookup(&sk);
 	if (!st) {

@@ -8,10 +8,14 @@
  * grace period (about 70 ms each, 2.5 s for the default set), where closing
  * a raw tracepoint does not wait. A thread is in at most one syscall at a
  * time, so the start time is keyed by thread id and the exit needs no number.
- * Filters are the same validated -D integers as in block.bpf.c.
+ * Filters are the same validated -D integers as in block.bpf.c;
+ * IOLT_SNOOP_SYSCALL adds per-call events for `snoop --layer syscall`.
  */
 #include "ioltrace.h"
 #include "filter.h"
+#ifdef IOLT_SNOOP_SYSCALL
+#include "sc_snoop.h"
+#endif
 #include <asm/unistd.h>
 
 #ifndef IOLT_SC_WANTED
@@ -74,8 +78,12 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 	if (!st)
 		return 0;
 	u32 sc = st->sc;
-	u64 ns = bpf_ktime_get_ns() - st->ts;
+	u64 now = bpf_ktime_get_ns();
+	u64 ns = now - st->ts;
 	sc_start.delete(&tid);
+#ifdef IOLT_SNOOP_SYSCALL
+	iolt_sc_snoop(now, ns, ret, sc, id);
+#endif
 
 	struct iolt_sc_key key = {};
 	key.cgid = bpf_get_current_cgroup_id();

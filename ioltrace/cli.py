@@ -79,6 +79,17 @@ examples:
   ioltrace compare --runs a1.csv,a2.csv,a3.csv --runs b1.csv,b2.csv,b3.csv
 """
 
+EPILOG_SNOOP = """One line per completed request whose start-to-completion time is at or above
+--min-latency, filtered in the kernel: the requests below it cost only the
+histogram update. Events the ring buffer could not take are counted
+(snoop_lost) and shown at the end and in --csv/--json.
+examples:
+  ioltrace snoop                             # every request, until Ctrl-C
+  ioltrace snoop --min-latency 10ms          # only the slow ones
+  ioltrace snoop --disk nvme0n1 --duration 30 --csv slow.csv
+  ioltrace snoop --cgroup system.slice/nginx.service --min-latency 250us
+"""
+
 EPILOG_PLOT = """Needs matplotlib: pip install 'ioltrace[plot]' (or apt-get install python3-matplotlib).
 examples:
   ioltrace plot run.csv -o run.png               # histogram per key, p50/p99 marked
@@ -124,6 +135,32 @@ def seconds_arg(text, low, also=""):
 
 def positive_float(text):
     return seconds_arg(text, 0.05)
+
+
+def latency_arg(text):
+    from .fmt import parse_ns
+
+    try:
+        return parse_ns(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def pct_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 and below 100")
+    return v
+
+
+def whole_arg(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def positive_int(text):
@@ -280,7 +317,7 @@ def by_help(default, kinds):
 
 
 def build_parser():
-    from . import bykeys
+    from . import bykeys, layout
     from .export.prometheus import SERVE_KINDS
     from .group import KINDS
     from .layout import OPS
@@ -342,6 +379,29 @@ def build_parser():
     lp.add_argument("--to", dest="to_tp", type=tracepoint_arg, metavar="TRACEPOINT", help="end event")
     lp.add_argument("--chain", type=chain_arg, metavar="A,B,C", help="each consecutive step of a sequence")
     lp.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
+
+    sn = sub.add_parser("snoop", parents=[filter_options()], help="one line per slow request, like biosnoop -Q",
+                        epilog=EPILOG_SNOOP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sn.add_argument("--min-latency", type=latency_arg, default=0, metavar="TIME",
+                    help="only requests whose total time is at least this: 10ms, 250us, 1s (default 0: all)")
+    sn.add_argument("--slowest-pct", type=pct_arg, metavar="PCT",
+                    help="instead of --min-latency: the slowest PCT%% of requests, by a threshold learned every "
+                         "second from the total-time histogram (nothing until 100 requests are seen)")
+    sn.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long "
+                    "(default: at Ctrl-C)")
+    sn.add_argument("--buffer-pages", type=whole_arg, default=layout.DEFAULT_SNOOP_PAGES, metavar="N",
+                    help=f"ring buffer size in pages, a power of two (default {layout.DEFAULT_SNOOP_PAGES}: "
+                         f"{layout.DEFAULT_SNOOP_PAGES * 4 // 1024} MiB)")
+    sn.add_argument("--probes", choices=("auto", "raw", "classic"), default="auto",
+                    help="block probes: raw (typed struct request, offsets from the kernel's BTF), classic "
+                         "tracepoints, or auto: raw when BTF gives every offset (default)")
+    sn.add_argument("--layer", choices=("block", "syscall"), default="block",
+                    help="block: completed requests (default); syscall: the traced I/O syscalls (read, write, "
+                         "fsync, ... as --layer syscall of hist), one line per call")
+    sn.add_argument("--csv", metavar="FILE", help="also write every request to this CSV file (complete when "
+                    "the run ends); - for stdout")
+    sn.add_argument("--json", metavar="FILE", help="also write every request as a JSON line to FILE; - for "
+                    "stdout (then nothing else goes there)")
 
     sel = recording_options()
     rp = sub.add_parser("report", parents=[sel], help="statistics and histograms of CSV recordings (no root)",

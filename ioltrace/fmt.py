@@ -122,3 +122,30 @@ def truncate(text, width):
         out.append(c)
         used += w
     return "…" + "".join(reversed(out))
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_ns(text, high_s=86400):
+    """'10ms', '250us', '1.5s', '800ns' -> nanoseconds (int), the inverse of
+    ns(); '0' alone needs no unit. ValueError with the reason otherwise, or
+    when above high_s seconds."""
+    t = text.strip()
+    num, unit = t, None
+    for u in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if t.endswith(u):
+            num, unit = t[:-len(u)].strip(), u
+            break
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a latency: a number with a unit ns, us, ms or s (10ms, 250us)") from None
+    if unit is None and value != 0:
+        raise ValueError(f"{text!r} has no unit: add ns, us, ms or s (10ms, 250us)")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} must be 0 or more")
+    out = round(value * _DURATION_UNITS.get(unit, 1))
+    if out > high_s * 1_000_000_000:
+        raise ValueError(f"{text!r} is more than {high_s} s")
+    return out

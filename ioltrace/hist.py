@@ -37,6 +37,20 @@ def percentile(counts, p):
     return float(layout.BUCKET_MID[idx])
 
 
+def slowest_threshold(counts, pct, min_samples=100):
+    """The low bound (ns) of the highest bucket at and above which lie at
+    least `pct` percent of the samples: a threshold that keeps the slowest
+    pct% (a little more, by the share of that bucket below the exact cut).
+    None while there are fewer than min_samples, or 100/pct, samples."""
+    total = int(counts.sum())
+    if total == 0 or total < max(min_samples, math.ceil(100.0 / pct)):
+        return None
+    above = np.cumsum(counts[::-1], dtype=np.uint64)[::-1]     # samples in bucket b and above
+    need = math.ceil(pct / 100.0 * total)
+    idx = int(np.flatnonzero(above >= need)[-1])
+    return int(layout.BUCKET_LOW[idx])
+
+
 def summary(counts, exact_sum_ns=None):
     """count, mean, stddev, min, max and PERCENTILES of a histogram (ns).
 

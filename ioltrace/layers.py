@@ -214,14 +214,49 @@ LOOP = Layer(
     folds=False,
 )
 
+@dataclass(frozen=True)
+class Stream:
+    """Per-event records a layer's programs send through a ring buffer
+    beside its maps, compiled in only when asked (-D`define`, which
+    includes bpf/`header`): the buffer, one event's ctype, and the counters
+    of events the buffer could not take (its alarms). loader.Tracer opens,
+    polls and counts a stream by this declaration alone."""
+
+    name: str          # "snoop": the command that reads it
+    layer: str         # the Layer whose programs emit it
+    header: str        # bpf/<header>
+    define: str        # -D that compiles the header in
+    buffer: str        # the ring buffer map
+    event: type        # layout ctype of one event
+    counters_map: str  # array of counters
+    counters: tuple    # counter names, index = place in counters_map
+    alarms: tuple      # counters that mean lost events
+    knob: str = None   # array of one u64 user space sets while tracing (-D`knob_define`); None: none
+    knob_define: str = None
+
+
+# Completed block requests at or above a latency threshold, one by one (`snoop`).
+SNOOP = Stream(name="snoop", layer="block", header="snoop.h", define="IOLT_SNOOP", buffer="snoop_events",
+               event=layout.SnoopEvent, counters_map="snoop_counters", counters=layout.SNOOP_COUNTERS,
+               alarms=layout.SNOOP_COUNTERS,
+               # --slowest-pct: the threshold, learned while tracing (bpf/snoop.h)
+               knob="snoop_threshold", knob_define="IOLT_SNOOP_DYNAMIC")
+
+# Traced syscalls at or above a latency threshold, one by one (`snoop --layer syscall`).
+SNOOP_SYSCALL = Stream(name="snoop_syscall", layer="syscall", header="sc_snoop.h", define="IOLT_SNOOP_SYSCALL",
+                       buffer="sc_snoop_events", event=layout.ScSnoopEvent, counters_map="sc_snoop_counters",
+                       counters=layout.SC_SNOOP_COUNTERS, alarms=layout.SC_SNOOP_COUNTERS)
+
 ALL = (BLOCK, SYSCALL, LOOP)
+STREAMS = (SNOOP, SNOOP_SYSCALL)
 BY_NAME = {layer.name: layer for layer in ALL}
 # The layers whose keys are (cgroup, process, thread[, disk]) and that hist,
 # top, run and serve group, record and export.
 GROUPED = (BLOCK, SYSCALL)
-ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms)
-# counter name -> the name of the layer that counts it (its counters_map or derived)
-COUNTER_LAYER = {n: layer.name for layer in ALL for n in layer.counters + layer.derived}
+ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms) + tuple(n for s in STREAMS for n in s.alarms)
+# counter name -> the name of the layer that counts it (its counters_map, derived, or a stream's)
+COUNTER_LAYER = {**{n: layer.name for layer in ALL for n in layer.counters + layer.derived},
+                 **{n: s.layer for s in STREAMS for n in s.counters}}
 
 
 def named(names):

@@ -108,7 +108,7 @@ class Rqp(ctypes.Structure):
         ("dev", ctypes.c_uint32),
         ("op", ctypes.c_uint32),
         ("left", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
     ]
 
 
@@ -271,3 +271,33 @@ class LoopStat(ctypes.Structure):
 
 class LoopHistKey(ctypes.Structure):
     _fields_ = [("k", LoopKey), ("bucket", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+# ---- per-request events of `snoop` (bpf/snoop.h) ----
+
+SNOOP_COUNTERS = ("snoop_lost",)
+RWBS_LEN = 12
+# Ring buffer pages: a power of two (the kernel's rule), 1..65536 (4 KiB .. 256 MiB);
+# 256 pages (1 MiB) hold ~10,900 events (96 bytes each with the header) between two reads.
+DEFAULT_SNOOP_PAGES = 256
+MAX_SNOOP_PAGES = 65536
+
+
+SC_SNOOP_COUNTERS = ("syscall_snoop_lost",)
+
+
+class ScSnoopEvent(ctypes.Structure):
+    """One syscall at or over the threshold (struct iolt_sc_snoop_event)."""
+
+    _fields_ = [("ts_ns", ctypes.c_uint64), ("lat_ns", ctypes.c_uint64), ("cgid", ctypes.c_uint64),
+                ("ret", ctypes.c_int64), ("comm", ctypes.c_char * 16), ("tgid", ctypes.c_uint32),
+                ("tid", ctypes.c_uint32), ("sc", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class SnoopEvent(ctypes.Structure):
+    """One request at or over the threshold (struct iolt_snoop_event)."""
+
+    _fields_ = [("ts_ns", ctypes.c_uint64), ("sector", ctypes.c_uint64), ("queue_ns", ctypes.c_uint64),
+                ("device_ns", ctypes.c_uint64), ("cgid", ctypes.c_uint64), ("comm", ctypes.c_char * 16),
+                ("tgid", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("dev", ctypes.c_uint32),
+                ("bytes", ctypes.c_uint32), ("err", ctypes.c_int32), ("rwbs", ctypes.c_char * RWBS_LEN)]

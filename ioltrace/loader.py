@@ -58,6 +58,13 @@ class Options(NamedTuple):
     stats_entries: int = _env_size("IOLTRACE_STATS_ENTRIES", layout.DEFAULT_STATS_ENTRIES, 8, 1 << 20)
     hist_entries: int = _env_size("IOLTRACE_HIST_ENTRIES", layout.DEFAULT_HIST_ENTRIES, 8, 1 << 22)
     errs_entries: int = _env_size("IOLTRACE_ERRS_ENTRIES", layout.DEFAULT_ERRS_ENTRIES, 1, 1 << 20)
+    # The layers.Stream of this name compiled in (snoop: per-request events),
+    # with its threshold in ns and ring buffer size in pages (a power of two).
+    snoop: bool = False
+    snoop_min_ns: int = 0
+    snoop_pages: int = layout.DEFAULT_SNOOP_PAGES
+    snoop_knob: bool = False    # the threshold is set while tracing (Tracer.set_stream_knob)
+    snoop_syscall: bool = False  # the syscall layer's stream, with the same threshold and pages
 
 
 def bpf_dir():
@@ -135,6 +142,17 @@ def cflags(opts, start_tp):
     if opts.cgid is not None:
         flags.append(f"-DIOLT_FILTER_CGID={int(opts.cgid)}ULL")
         flags.append(f"-DIOLT_FILTER_CGLEVEL={int(opts.cglevel)}")
+    for stream in layer_decls.STREAMS:
+        if getattr(opts, stream.name):
+            flags.append(f"-D{stream.define}")
+            if stream.knob and getattr(opts, f"{stream.name}_knob"):
+                flags.append(f"-D{stream.knob_define}")
+    if opts.snoop or opts.snoop_syscall:
+        pages = int(opts.snoop_pages)
+        if pages < 1 or pages > layout.MAX_SNOOP_PAGES or pages & (pages - 1):
+            raise ValueError(f"snoop_pages {pages}: not a power of two in 1..{layout.MAX_SNOOP_PAGES}")
+        flags.append(f"-DIOLT_SNOOP_MIN_NS={int(opts.snoop_min_ns)}ULL")
+        flags.append(f"-DIOLT_SNOOP_PAGES={pages}")
     if opts.comm is not None:
         raw = bytes(opts.comm)[:15].ljust(16, b"\0")
         flags.append(f"-DIOLT_FILTER_COMM_LO={int.from_bytes(raw[:8], 'little')}ULL")
@@ -214,6 +232,7 @@ class Tracer:
         # on_fold: more callbacks given the tgids folded (the resolver forgets their names).
         self.folder = fold.Folder(keep_exited, on_fold=(self.trimmer.folded, *on_fold))
         self.progs = {}           # layer name -> bcc BPF object
+        self.streams = {}         # stream name -> layers.Stream compiled in
         self.tracepoints, self.skipped = [], []
         self.start_tp = None
         self.path = None          # probepath.ProbePath of the block layer
@@ -237,6 +256,9 @@ class Tracer:
                 self.progs[layer.name] = b
                 check_layout(b, layer, probes.source)
                 probes.attach(b)
+            self.streams = {s.name: s for s in layer_decls.STREAMS if getattr(opts, s.name) and s.layer in self.progs}
+            for stream in self.streams.values():
+                check_stream(self.progs[stream.layer], stream)
             if "block" in self.progs:
                 self._seed_other_keys()
             if opts.tgid is not None:
@@ -264,6 +286,40 @@ class Tracer:
         for op in range(len(layout.OPS)):
             k = t.Key(cgid=0, tgid=layout.OTHER_TGID, tid=0, dev=0, op=op)
             t[k] = t.Leaf()
+
+    def open_stream(self, name, on_event):
+        """Call on_event(bytes of one event, laid out as the stream's event
+        ctype) for each event of the stream, from poll_stream()."""
+        stream = self.streams[name]
+        size = ctypes.sizeof(stream.event)
+        string_at = ctypes.string_at
+
+        def callback(ctx, data, n):
+            on_event(string_at(data, size))
+            return 0
+
+        self.progs[stream.layer][stream.buffer].open_ring_buffer(callback)
+
+    def poll_stream(self, name, timeout_ms):
+        """Hand every event waiting (up to timeout_ms for the first) to the
+        stream's on_event; -1 waits without limit, 0 never waits."""
+        b = self.progs[self.streams[name].layer]
+        if timeout_ms == 0:
+            b.ring_buffer_consume()
+        else:
+            b.ring_buffer_poll(timeout_ms)
+
+    def set_stream_knob(self, name, value):
+        """Set the stream's knob (snoop's threshold in ns) to a u64."""
+        stream = self.streams[name]
+        table = self.progs[stream.layer][stream.knob]
+        table[table.Key(0)] = table.Leaf(int(value))
+
+    def stream_counters(self, name):
+        """The stream's counters (name -> value) now."""
+        stream = self.streams[name]
+        values = [v.value for _, v in self.progs[stream.layer][stream.counters_map].items()]
+        return dict(zip(stream.counters, values))
 
     def describe(self):
         text = "probes: " + ", ".join(self.tracepoints) + " (tracepoints only)"
@@ -456,6 +512,16 @@ def check_layout(b, layer, source=None):
                                 f"{len(layer.counters)}")
 
 
+def check_stream(b, stream):
+    """The stream's counters array has the counters its declaration names
+    (the event's size is checked against the header by tests/unit/test_layout.py:
+    a ring buffer carries no type bcc could compare)."""
+    table = b[stream.counters_map]
+    if int(table.max_entries) != len(stream.counters):
+        raise CompileFailed(f"map {stream.counters_map} has {table.max_entries} counters, "
+                            f"ioltrace expects {len(stream.counters)}")
+
+
 def use_headers():
     """Choose kernel headers and point bcc at them (BCC_KERNEL_SOURCE)."""
     choice = headers.choose()
@@ -475,7 +541,7 @@ def _require_tracing():
     return root
 
 
-def _main_text(path, pasted=("filter.h",)):
+def _main_text(path, pasted=("filter.h",) + tuple(s.header for s in layer_decls.STREAMS)):
     out = [f'#line 1 "{path}"']
     for n, line in enumerate(path.read_text().splitlines(), 1):
         name = line.split('"')[1] if line.startswith("#include \"") else None
@@ -493,7 +559,7 @@ def compile_bpf(BPF, paths, flags, verbose):
     # bcc generates the records of TRACEPOINT_PROBE and turns BPF_HASH
     # declarations into maps only in the main file, so the programs are
     # joined as text, and filter.h (which declares a map) is pasted in, not
-    # #included; #line keeps the compiler's messages naming file and line.
+    # #included (snoop.h alike); #line keeps the compiler's messages naming file and line.
     text = "".join(_main_text(Path(p)) for p in paths)
     # bcc prints compiler errors to fd 2 itself; keep them for -v only.
     with tempfile.TemporaryFile() as log:

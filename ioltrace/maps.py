@@ -4,10 +4,12 @@ Pure: takes the (key, value) pairs loader.py read (bcc's ctypes objects or
 layout.py's, which have the same fields) and never touches bcc itself.
 """
 
+import struct
+
 import numpy as np
 
 from . import layers, layout
-from .records import Snapshot
+from .records import ScSnoopEvent, Snapshot, SnoopEvent
 
 
 def value_int(v):
@@ -247,3 +249,41 @@ def delta(cur, prev):
         if errors_f is not None:
             fields[errors_f] = _delta_counts(getattr(cur, errors_f), getattr(prev, errors_f))
     return Snapshot(cur.time_ns, {}, {}, {}, counters)._replace(**fields)
+
+
+def op_of_rwbs(rwbs):
+    """blk_fill_rwbs() letters -> op number (layout.OPS), as the kernel
+    side's iolt_op_from_rwbs(): a leading F (preflush) before W, R, D or N
+    is skipped; F alone is a flush."""
+    c = rwbs[:1]
+    if c == "F" and rwbs[1:2] in ("W", "R", "D", "N"):
+        c = rwbs[1:2]
+    return _OP_OF_LETTER.get(c, _OP_OTHER)
+
+
+_OP_OF_LETTER = {c: layout.OPS.index(op) for c, op in (("R", "read"), ("W", "write"), ("F", "flush"),
+                                                       ("D", "discard"))}
+_OP_OTHER = layout.OPS.index("other")
+
+
+# struct iolt_snoop_event as layout.SnoopEvent lays it out (tests/unit/test_snoop.py
+# checks the two agree): one unpack per event, where the reader of a busy disk
+# has a few microseconds for each.
+SNOOP_EVENT = struct.Struct("<5Q16s4Ii12s")
+
+
+def decode_snoop_event(raw):
+    """The bytes of a struct iolt_snoop_event -> records.SnoopEvent."""
+    ts, sector, q, d, cgid, comm, tgid, tid, dev, nbytes, err, rwbs = SNOOP_EVENT.unpack_from(raw)
+    return SnoopEvent(ts, sector, q, d, cgid, comm_text(comm), tgid, tid, dev, nbytes, err,
+                      rwbs.split(b"\0", 1)[0].decode("ascii", "replace"))
+
+
+# struct iolt_sc_snoop_event as layout.ScSnoopEvent lays it out.
+SC_SNOOP_EVENT = struct.Struct("<3Qq16s4I")
+
+
+def decode_sc_snoop_event(raw):
+    """The bytes of a struct iolt_sc_snoop_event -> records.ScSnoopEvent."""
+    ts, lat, cgid, ret, comm, tgid, tid, sc, _ = SC_SNOOP_EVENT.unpack_from(raw)
+    return ScSnoopEvent(ts, lat, cgid, ret, comm_text(comm), tgid, tid, sc)

@@ -48,6 +48,7 @@ ENUMERATORS = {
     "IOLT_REQ_PREFLUSH_BIT": "__REQ_PREFLUSH",
     "IOLT_REQ_SYNC_BIT": "__REQ_SYNC",
     "IOLT_REQ_META_BIT": "__REQ_META",
+    "IOLT_REQ_RAHEAD_BIT": "__REQ_RAHEAD",   # 19 on 6.18; snoop's rwbs 'A'
 }
 
 

@@ -164,3 +164,72 @@ class TopRow(NamedTuple):
     sys_errors: int = 0               # syscalls that returned an error (`errors`: block requests)
     workload: str = ""                # unit, container or pod a cgroup path names (cgnames)
     second: str = ""                  # disk or op of a two-key --by (cgroup,disk), else ""
+
+
+class SnoopEvent(NamedTuple):
+    """One request of the snoop stream as the kernel sent it
+    (maps.decode_snoop_event): numbers, with comm and rwbs as text."""
+
+    ts_ns: int       # completion, CLOCK_MONOTONIC
+    sector: int
+    queue_ns: int
+    device_ns: int
+    cgid: int
+    comm: str
+    tgid: int
+    tid: int
+    dev: int
+    bytes: int
+    err: int         # negative errno; 0: success
+    rwbs: str
+
+
+class SnoopRow(NamedTuple):
+    """One request as `snoop` shows and exports it (commands.snoop, from a
+    SnoopEvent with names resolved); the CSV header is these field names."""
+
+    time: str        # completion, ISO 8601 UTC with microseconds
+    seconds: float   # completion, seconds since tracing started
+    comm: str
+    pid: int
+    tid: int
+    cgroup: str      # cgroup v2 path, or cgroup:ID
+    disk: str
+    rwbs: str        # as blk_fill_rwbs: R, W, F, D, N, then F (FUA), A, S, M
+    op: str          # read, write, flush, discard, other (layout.OPS)
+    sector: int
+    bytes: int
+    queue_ns: int
+    device_ns: int
+    total_ns: int
+    error: str       # errno name (EIO), or "" for success
+
+
+class ScSnoopEvent(NamedTuple):
+    """One syscall of the syscall snoop stream (maps.decode_sc_snoop_event)."""
+
+    ts_ns: int       # exit, CLOCK_MONOTONIC
+    lat_ns: int
+    cgid: int
+    ret: int         # bytes, or a negative errno
+    comm: str
+    tgid: int
+    tid: int
+    sc: int          # index in layout.SYSCALLS
+
+
+class SnoopSyscallRow(NamedTuple):
+    """One syscall as `snoop --layer syscall` shows and exports it
+    (commands.snoop); the CSV header is these field names."""
+
+    time: str        # exit, ISO 8601 UTC with microseconds
+    seconds: float   # exit, seconds since tracing started
+    comm: str
+    pid: int
+    tid: int
+    cgroup: str
+    syscall: str     # layout.SYSCALLS name
+    ret: int         # the return value
+    bytes: int       # ret of a successful read or write family call, else 0
+    latency_ns: int  # enter to exit
+    error: str       # errno name of a negative return, or ""

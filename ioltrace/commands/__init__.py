@@ -12,7 +12,7 @@ from dataclasses import fields
 from ..errors import BadInput
 
 # The commands, each the module ioltrace.commands.<name>; cli.py dispatches through it.
-NAMES = ("hist", "top", "run", "loop", "serve", "demo", "doctor", "report", "compare", "plot")
+NAMES = ("hist", "top", "run", "loop", "snoop", "serve", "demo", "doctor", "report", "compare", "plot")
 
 
 def refuse_unused(opts, unused):

@@ -25,7 +25,7 @@ STRUCTS = {
     "iolt_rq": (layout.Rq, ("sector", "dev", "tgid", "start_ns", "issue_ns", "cgid", "comm", "tid", "_pad")),
     "iolt_stat_key": (layout.StatKey, ("cgid", "tgid", "tid", "dev", "op", "blkcg")),
     "iolt_rqp": (layout.Rqp, ("rq", "start_ns", "issue_ns", "cgid", "blkcg", "comm", "tgid", "tid", "dev", "op",
-                              "left", "_pad")),
+                              "left", "size")),
     "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm")),
     "iolt_hist_key": (layout.HistKey, ("k", "stage", "bucket")),
     "iolt_err_key": (layout.ErrKey, ("k", "err", "_pad")),
@@ -39,6 +39,10 @@ STRUCTS = {
     "iolt_loop_key": (layout.LoopKey, ("tgid", "step")),
     "iolt_loop_stat": (layout.LoopStat, ("count", "sum_ns", "min_ns", "max_ns", "comm")),
     "iolt_loop_hist_key": (layout.LoopHistKey, ("k", "bucket", "_pad")),
+    "iolt_sc_snoop_event": (layout.ScSnoopEvent, ("ts_ns", "lat_ns", "cgid", "ret", "comm", "tgid", "tid", "sc",
+                                                   "_pad")),
+    "iolt_snoop_event": (layout.SnoopEvent, ("ts_ns", "sector", "queue_ns", "device_ns", "cgid", "comm", "tgid",
+                                             "tid", "dev", "bytes", "err", "rwbs")),
 }
 
 # blk_fill_rwbs(): optional 'F' (REQ_PREFLUSH), then the op letter (W write,
@@ -154,6 +158,12 @@ def _expected_constants():
     exp.update({f"IOLT_SC_CNT_{n.upper().replace('SYSCALL_', '')}": i for i, n in enumerate(layout.SC_COUNTERS)})
     exp["IOLT_LOOP_NCOUNTERS"] = len(layout.LOOP_COUNTERS)
     exp.update({f"IOLT_LOOP_CNT_{n.upper().replace('LOOP_', '')}": i for i, n in enumerate(layout.LOOP_COUNTERS)})
+    exp["IOLT_SNOOP_NCOUNTERS"] = len(layout.SNOOP_COUNTERS)
+    exp.update({f"IOLT_SNOOP_CNT_{n.upper().replace('SNOOP_', '')}": i for i, n in enumerate(layout.SNOOP_COUNTERS)})
+    exp["IOLT_RWBS_LEN"] = layout.RWBS_LEN
+    exp["IOLT_SC_SNOOP_NCOUNTERS"] = len(layout.SC_SNOOP_COUNTERS)
+    exp.update({f"IOLT_SC_SNOOP_CNT_{n.upper().replace('SYSCALL_SNOOP_', '')}": i
+                for i, n in enumerate(layout.SC_SNOOP_COUNTERS)})
     return exp
 
 

@@ -22,7 +22,7 @@ KERNEL = {
     "kernfs_node": [("id", 96, "u64")],
 }
 # enum req_flag_bits of 6.1 and 6.18 (a 4.x kernel had __REQ_FUA at 13).
-REQ_FLAG_BITS = {"__REQ_SYNC": 11, "__REQ_META": 12, "__REQ_FUA": 17, "__REQ_PREFLUSH": 18}
+REQ_FLAG_BITS = {"__REQ_SYNC": 11, "__REQ_META": 12, "__REQ_FUA": 17, "__REQ_PREFLUSH": 18, "__REQ_RAHEAD": 19}
 
 
 def build(spec, enumerators=REQ_FLAG_BITS):

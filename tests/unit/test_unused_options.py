@@ -37,7 +37,7 @@ SAMPLE = {"pid": "1", "cgroup": "/", "disk": "loop0", "comm": "fio", "keep_exite
           "chain": "sys_enter_read,sys_exit_read", "listen": "127.0.0.1:0", "textfile": "x.prom",
           "max_series": "10", "duration": "5", "key": "fio", "stage": "device", "op": "read", "runs": "a.csv,b.csv",
           "plot": "ab.png", "size": "800x600", "output": "o.png", "web_config": "web.yml", "user": "nobody",
-          "by": "cgroup,op"}
+          "by": "cgroup,op", "min_latency": "10ms", "buffer_pages": "64", "slowest_pct": "1"}
 # The -D macro each kernel filter becomes (loader.cflags).
 FILTER_MACROS = {"pid": "IOLT_FILTER_TGID", "cgroup": "IOLT_FILTER_CGID", "comm": "IOLT_FILTER_COMM_LO",
                  "disk": "IOLT_FILTER_DEV"}
