@@ -34,13 +34,18 @@ class Lines:
     def __init__(self):
         self._comm, self._cgroup, self._disk = {}, {}, {}
 
-    def line(self, r):
+    def _names(self, r):
+        """The row's comm and cgroup, fitted to their columns."""
         comm = self._comm.get(r.comm)
         if comm is None:
             comm = self._comm[r.comm] = f'{cut("".join(c if c.isprintable() else "?" for c in r.comm), 15):<15}'
         cg = self._cgroup.get(r.cgroup)
         if cg is None:
             cg = self._cgroup[r.cgroup] = f"{truncate(r.cgroup, 18):<18}"
+        return comm, cg
+
+    def line(self, r):
+        comm, cg = self._names(r)
         disk = self._disk.get(r.disk)
         if disk is None:
             disk = self._disk[r.disk] = f"{truncate(r.disk, 8):<8}"
@@ -99,12 +104,7 @@ class SyscallLines(Lines):
     """Lines of syscalls (records.SnoopSyscallRow), as Lines."""
 
     def line(self, r):
-        comm = self._comm.get(r.comm)
-        if comm is None:
-            comm = self._comm[r.comm] = f'{cut("".join(c if c.isprintable() else "?" for c in r.comm), 15):<15}'
-        cg = self._cgroup.get(r.cgroup)
-        if cg is None:
-            cg = self._cgroup[r.cgroup] = f"{truncate(r.cgroup, 18):<18}"
+        comm, cg = self._names(r)
         end = f" {r.error}\n" if r.error else "\n"
         return (f"{r.seconds:<11.6f} {comm} {r.pid:>7} {cg} {r.syscall:<16} {r.bytes:>10} "
                 f"{r.latency_ns / 1e6:>9.3f}{end}")
