@@ -75,8 +75,9 @@ class Unit:
     prom_unit: str     # OpenMetrics UNIT; "" for none
     scale: float       # Prometheus le and _sum are value / scale
     edges: tuple       # exported bucket edges, each a fine-bucket boundary (layout.py)
-    at_most: bool      # whole counts: edge e is exported as le="e - 1" (at most), exact under
-    #                    Prometheus' "less or equal"; times: le = e / scale (below e, 1 ns apart)
+    whole: bool        # whole counts: edge e is exported as le="e - 1" (at most), exact under
+    #                    Prometheus' "less or equal", and a bucket stands for its low bound
+    #                    (sizes are whole sectors); times: le = e / scale, a bucket its midpoint
     help: str = ""     # HELP of its family, with {what}; "" : the layer's latency help
 
 

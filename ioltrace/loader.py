@@ -42,6 +42,7 @@ class Options(NamedTuple):
 
     by_thread: bool = False
     total_hist: bool = False
+    size_depth: bool = False   # also request-size and in-flight-depth histograms (block)
     dev: int = None            # kernel dev_t encoding (major << 20 | minor)
     sector_lo: int = None      # partition filter: [lo, hi) in 512-byte sectors
     sector_hi: int = None
@@ -119,6 +120,8 @@ def cflags(opts, start_tp):
         flags.append("-DIOLT_BY_THREAD")
     if opts.total_hist:
         flags.append("-DIOLT_TOTAL_HIST")
+    if opts.size_depth:
+        flags.append("-DIOLT_SIZE_DEPTH")
     if opts.dev is not None:
         flags.append(f"-DIOLT_FILTER_DEV={int(opts.dev)}U")
     if opts.sector_hi is not None:
@@ -365,6 +368,11 @@ def _block_probes(tracer, root):
     # kernel's BTF gives every offset it reads (or --probes raw); else the
     # classic tracepoint records. Either attaches itself (*TRACEPOINT_PROBE).
     tracer.path = probepath.choose(probepath.MODES[tracer.opts.probes or 0])
+    # A requeued request leaves the disk's in-flight count until issued again.
+    if tracer.opts.size_depth and tracepoint_exists("block", "block_rq_requeue", root):
+        needed = needed + ["block_rq_requeue"]
+    elif tracer.opts.size_depth:
+        raise KernelUnsupported(["block:block_rq_requeue"], "--size-depth keeps each disk's in-flight count with it")
     if tracer.path.kind != "raw":
         tracer.tracepoints += [f"block:{tp}" for tp in needed]
         return Probes([], lambda b: None)

@@ -58,7 +58,7 @@ class Scale:
         for e, b in zip(self.edges, self.buckets):
             assert layout.BUCKET_LOW[b] == e, f"edge {e} {unit.name} is not a fine-bucket boundary"
         self.starts = np.array((0,) + self.buckets, dtype=np.intp)
-        self.le = tuple(str(e - 1) if unit.at_most else repr(e / unit.scale) for e in self.edges) + ("+Inf",)
+        self.le = tuple(str(e - 1) if unit.whole else repr(e / unit.scale) for e in self.edges) + ("+Inf",)
 
     def coarse(self, matrix):
         """Rows of fine counts -> rows of per-segment (not cumulative) counts."""
