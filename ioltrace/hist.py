@@ -100,7 +100,7 @@ def whole_rows(counts):
     0 alone, then [1, 1], [2, 3], [4, 7] ... Each fine bucket goes to the
     row of its low bound, exact where buckets are one value wide (below 64)
     and for sizes in whole sectors. Returns (low, high, count) tuples from
-    the first row to the last non-empty one."""
+    the first non-empty row to the last (sizes start in the thousands)."""
     nz = np.nonzero(counts)[0]
     if len(nz) == 0:
         return []
@@ -108,4 +108,5 @@ def whole_rows(counts):
     rows = np.array([int(v).bit_length() for v in lows], dtype=int)
     agg = np.zeros(int(rows.max()) + 1, dtype=np.uint64)
     np.add.at(agg, rows, counts[nz])
-    return [(0 if r == 0 else 1 << (r - 1), 0 if r == 0 else (1 << r) - 1, int(c)) for r, c in enumerate(agg)]
+    first = int(rows.min())
+    return [(0 if r == 0 else 1 << (r - 1), 0 if r == 0 else (1 << r) - 1, int(agg[r])) for r in range(first, len(agg))]

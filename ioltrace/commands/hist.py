@@ -34,7 +34,7 @@ def main(opts: Options) -> int:
     # size and depth need the kernel built for them: --stage size asks for it.
     size_depth = opts.size_depth or opts.stage in layout.SIZE_DEPTH_STAGES
     stages = list(layout.LATENCY_STAGES) if opts.stage == "all" else [opts.stage]
-    if size_depth:
+    if opts.size_depth:
         stages += [s for s in layout.SIZE_DEPTH_STAGES if s not in stages]
     if opts.layer == "syscall":
         stages = list(layers.SYSCALL.stages)

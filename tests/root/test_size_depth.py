@@ -1,0 +1,162 @@
+"""Request-size and in-flight-depth histograms (--size-depth) on a real
+kernel, on both block probe paths, checked against fio: the number of
+requests fio's JSON says each job issued, the block size it was told to use,
+and the queue depth it was told to keep (psync: one request at a time;
+libaio iodepth=8: at most 8, so at most 7 in flight before any one of them).
+
+Depth counts the requests in flight on the disk when a request is issued,
+that request not included: a disk that serves one request at a time records
+0 for every one."""
+
+import json
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from ioltrace import hist as H
+from ioltrace import layout
+from ioltrace.export import csv as rec
+
+from .conftest import need_tool, room, sh, wait_until
+from .test_serve import free_port
+
+READ_BS, READS = 4096, 300          # fio job 1: 4 KiB random reads, QD1, psync
+WRITE_BS, WRITES, QD = 65536, 400, 8  # fio job 2: 64 KiB random writes, libaio, iodepth 8
+
+
+def fio(loop, tmp_path, name, rw, bs, number_ios, engine, iodepth=1):
+    """Run one fio job in its own process; (pid, its JSON job)."""
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.Popen(["fio", f"--name={name}", f"--filename={loop.path}", f"--rw={rw}", f"--bs={bs}",
+                             "--direct=1", f"--ioengine={engine}", f"--iodepth={iodepth}",
+                             f"--number_ios={number_ios}", "--size=128m", "--thread", "--randrepeat=0",
+                             "--output-format=json", f"--output={out}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=room(600))
+    assert proc.returncode == 0, err
+    return str(proc.pid), json.loads(out.read_text())["jobs"][0]
+
+
+def settle(loop):
+    """udev probes a new loop device; its reads must be over before the
+    depth test, which counts every request on the disk."""
+    if shutil.which("udevadm"):
+        subprocess.run(["udevadm", "settle", f"--timeout={int(room(30))}"], capture_output=True)
+    wait_until(f"{loop.name} idle", lambda: open(f"/sys/block/{loop.name}/inflight").read().split() == ["0", "0"],
+               60)
+
+
+def hist_of(rows, stage, key):
+    counts = H.empty()
+    for r in rows:
+        if r.stage == stage and r.key == key and r.bucket_low_ns:
+            counts[layout.bucket_of(int(r.bucket_low_ns))] += r.count
+    return counts
+
+
+def counter(rows, stage, key):
+    return sum(r.count for r in rows if r.stage == stage and r.key == key)
+
+
+def values(counts):
+    """{bucket low: count} of a histogram: the values themselves where
+    buckets are one value wide (depths below 64) or hold one sector
+    multiple (sizes below 16 KiB, and 64 KiB, a bucket's low bound)."""
+    return {int(layout.BUCKET_LOW[i]): int(counts[i]) for i in counts.nonzero()[0]}
+
+
+@pytest.mark.parametrize("probes", ["raw", "classic"])
+def test_size_and_depth_match_what_fio_issued(loopdev, ioltrace, tmp_path, probes):
+    need_tool("fio")
+    max_kb = int(open(f"/sys/block/{loopdev.name}/queue/max_sectors_kb").read())
+    assert WRITE_BS <= max_kb * 1024, "64 KiB writes must reach the disk unsplit for exact counts"
+    settle(loopdev)
+    csv_path = tmp_path / "run.csv"
+    t = ioltrace("hist", "--by", "process", "--disk", loopdev.name, "--probes", probes, "--size-depth",
+                 "--csv", csv_path)
+    reader, rjob = fio(loopdev, tmp_path, "qd1", "randread", READ_BS, READS, "psync")
+    writer, wjob = fio(loopdev, tmp_path, "qd8", "randwrite", WRITE_BS, WRITES, "libaio", QD)
+    assert t.stop() == 0, t.err
+    rows = rec.read(csv_path)
+    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    n_reads, n_writes = rjob["read"]["total_ios"], wjob["write"]["total_ios"]
+    assert (n_reads, n_writes) == (READS, WRITES), (rjob["read"]["total_ios"], wjob["write"]["total_ios"])
+
+    # Size: every request of each job in its block size's bucket, as many
+    # as fio issued; the exact sum is the bytes fio moved.
+    assert values(hist_of(rows, "size", reader)) == {READ_BS: n_reads}, kernel
+    assert values(hist_of(rows, "size", writer)) == {WRITE_BS: n_writes}, kernel
+    assert counter(rows, "size_sum_bytes", reader) == rjob["read"]["io_bytes"] == READ_BS * n_reads
+    assert counter(rows, "size_sum_bytes", writer) == wjob["write"]["io_bytes"] == WRITE_BS * n_writes
+
+    # Depth: psync keeps one request in flight, so none was in flight before
+    # any of them; libaio at iodepth 8 has at most 7 others in flight, and
+    # does keep several in flight on a loop device.
+    rdepth, wdepth = values(hist_of(rows, "depth", reader)), values(hist_of(rows, "depth", writer))
+    assert rdepth == {0: n_reads}, (rdepth, kernel)
+    assert sum(wdepth.values()) == n_writes
+    assert max(wdepth) <= QD - 1, wdepth
+    assert max(wdepth) >= 2, wdepth
+    # The exact sum agrees with the buckets, which are one value wide here.
+    assert counter(rows, "depth_sum_requests", writer) == sum(d * n for d, n in wdepth.items())
+    assert counter(rows, "depth_sum_requests", reader) == 0
+    assert "depth_full" not in kernel
+
+
+def test_without_the_option_nothing_is_recorded(loopdev, ioltrace, tmp_path):
+    csv_path = tmp_path / "run.csv"
+    t = ioltrace("hist", "--disk", loopdev.name, "--csv", csv_path)
+    sh("dd", "if=/dev/zero", f"of={loopdev.path}", "bs=4096", "count=20", "oflag=direct")
+    assert t.stop() == 0, t.err
+    rows = rec.read(csv_path)
+    assert sum(r.count for r in rows if r.stage == "ios" and r.disk == loopdev.name) >= 20
+    assert not {r.stage for r in rows} & {"size", "depth", "size_sum_bytes", "depth_sum_requests"}
+
+
+def _scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=room(30)) as r:
+        return r.read().decode()
+
+
+def _samples(text, family, device, op):
+    """{le or "sum"/"count": value} of one family's disk-level series."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(family) or f'device="{device}",op="{op}"' not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith(family + "_bucket"):
+            out[name.split('le="')[1].split('"')[0]] = float(value)
+        else:
+            out[name[len(family) + 1:].split("{")[0]] = float(value)
+    return out
+
+
+def test_serve_exports_size_and_depth_families(loopdev, ioltrace, tmp_path):
+    need_tool("fio")
+    settle(loopdev)
+    port = free_port()
+    t = ioltrace("serve", "--listen", f"127.0.0.1:{port}", "--disk", loopdev.name, "--size-depth")
+    reader, rjob = fio(loopdev, tmp_path, "qd1", "randread", READ_BS, READS, "psync")
+    writer, wjob = fio(loopdev, tmp_path, "qd8", "randwrite", WRITE_BS, WRITES, "libaio", QD)
+    n_reads, n_writes = rjob["read"]["total_ios"], wjob["write"]["total_ios"]
+    # The kernel counts a direct request before fio's call returns.
+    text = wait_until("all requests in /metrics", lambda: (lambda x: x if _samples(
+        x, "ioltrace_block_request_size_bytes", loopdev.name, "write").get("count") == n_writes else None)(
+        _scrape(port)), 60)
+    assert t.stop() == 0, t.err
+    size_r = _samples(text, "ioltrace_block_request_size_bytes", loopdev.name, "read")
+    size_w = _samples(text, "ioltrace_block_request_size_bytes", loopdev.name, "write")
+    # le is "at most": 4 KiB requests count from le="8191" on, none below.
+    assert size_r["4095"] == 0 and size_r["8191"] == n_reads == size_r["+Inf"] == size_r["count"]
+    assert size_r["sum"] == READ_BS * n_reads
+    assert size_w["32767"] == 0 and size_w["65535"] == 0 and size_w["131071"] == n_writes == size_w["count"]
+    assert size_w["sum"] == WRITE_BS * n_writes
+    depth_r = _samples(text, "ioltrace_block_inflight_depth", loopdev.name, "read")
+    depth_w = _samples(text, "ioltrace_block_inflight_depth", loopdev.name, "write")
+    assert depth_r["0"] == n_reads == depth_r["count"] and depth_r["sum"] == 0
+    assert depth_w["7"] == n_writes == depth_w["+Inf"] and depth_w["1"] < n_writes
+    assert "# TYPE ioltrace_block_request_size_bytes histogram" in text
+    assert "# TYPE ioltrace_block_inflight_depth histogram" in text
