@@ -150,3 +150,11 @@ def test_cli_refuses_size_depth_without_the_block_layer(capsys):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "block layer" in err, err
+
+
+def test_compare_speaks_of_sizes_not_times():
+    from ioltrace.views.compare import verdict
+
+    t = stats.Test("p50", 4096.0, 65536.0, 16.0, 15.0, 17.0, 0.0005, True)
+    assert verdict([t], "size").startswith("=> B larger: p50 x16.00")
+    assert verdict([t], "device").startswith("=> B slower")
