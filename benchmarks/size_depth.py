@@ -41,7 +41,7 @@ def tracers():
 
 
 def report(samples, rounds, runtime, dio):
-    rows, verdicts = [], []
+    rows, verdicts, detail = [], [], []
     for wname, _ in K.WORKLOADS:
         for path in PATHS:
             base, with_sd = samples[path][wname], samples[f"{path} --size-depth"][wname]
@@ -55,11 +55,18 @@ def report(samples, rounds, runtime, dio):
                              f"{B.median(r):.3f} ({min(r):.3f}-{max(r):.3f})" if name != path else "1 (reference)"])
             verdicts.append(f"{wname}, {path} path: --size-depth costs x{B.median(r):.3f} "
                             f"({min(r):.3f}-{max(r):.3f}), {K.fmt_ns(B.median(extra))} ns more per I/O")
+            for name, ss in ((path, base), (f"{path} --size-depth", with_sd)):
+                for rl in K.ROLES:
+                    ns_run = [s["progs"][rl][0] / s["progs"][rl][1] for s in ss if s["progs"].get(rl, (0, 0))[1]]
+                    if ns_run:
+                        detail.append([wname, name, rl, K.fmt_ns(B.median(ns_run))])
     text = (f"Loop device over /dev/shm, direct I/O {'on' if dio else 'OFF'}; fio 4k randread, {runtime} s per "
             f"workload; {rounds} rounds, tracer order rotated each round. ns per I/O = sum of the tracer's "
             "programs' run_time_ns / run_cnt of its complete program (kernel.bpf_stats_enabled=1).\n\n"
             + B.table(["workload", "tracer (ioltrace hist --probes)", "ns/IO", "range", "completions/fio IOs",
                        "ratio to the same path without"], rows, left=2)
+            + "\n\nPer program, ns per run (medians over rounds):\n\n"
+            + B.table(["workload", "tracer", "program", "ns/run"], detail, left=3)
             + "\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n")
     return text
 
