@@ -115,7 +115,14 @@ def _log_ns_axis(axis, pixels=None, low=None, high=None, unit="ns"):
             axis.set_major_formatter(FuncFormatter(_tick_label(unit)))
             axis.set_minor_formatter(NullFormatter())
             return
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    # Sizes are powers of two (4K, 64K, 1M): ticks at every power of two,
+    # or every fourth when they would crowd.
+    base = 2 if unit == "bytes" else 10
+    if base == 2:
+        subs = (1,) if not (pixels and low and high) or pixels / max(math.log2(high / low), 1) >= 60 else None
+        axis.set_major_locator(LogLocator(base=2 if subs else 16))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(_tick_label(unit)))
     axis.set_minor_formatter(NullFormatter())
 

@@ -158,3 +158,34 @@ def test_compare_speaks_of_sizes_not_times():
     t = stats.Test("p50", 4096.0, 65536.0, 16.0, 15.0, 17.0, 0.0005, True)
     assert verdict([t], "size").startswith("=> B larger: p50 x16.00")
     assert verdict([t], "device").startswith("=> B slower")
+
+
+def _size_depth_recording(path, seconds=6):
+    w = rec.CsvWriter(str(path))
+    rng = np.random.default_rng(7)
+    for i in range(seconds):
+        sizes = rng.choice([4096, 8192, 65536, 131072], 400)
+        depths = rng.integers(0, 16, 400)
+        w.write_interval(groups_of(snapshot([(Key(5, 100, 0, SDA, W), "fio", sizes, depths)])),
+                         1000.0 + i, 1001.0 + i)
+    w.close()
+    return str(path)
+
+
+def test_report_and_plot_of_size_and_depth(tmp_path, capsys):
+    path = _size_depth_recording(tmp_path / "r.csv")
+    assert cli.main(["report", path, "--stage", "size", "--stage", "depth"]) == 0
+    out = capsys.readouterr().out
+    assert "write  request size" in out and "write  in flight at issue" in out
+    assert "65536 -> 131071" in out and "p50 " in out and "us" not in out.split("request size", 1)[1]
+    assert cli.main(["report", path, "--stage", "depth", "--format", "json"]) == 0
+    assert '"unit": "requests"' in capsys.readouterr().out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    for extra in ((), ("--heatmap", "--interval", "2")):
+        png = tmp_path / "p.png"
+        assert cli.main(["plot", path, "-o", str(png), "--stage", "size", "--stage", "depth", *extra]) == 0, \
+            capsys.readouterr().err
+        assert png.stat().st_size > 1000
