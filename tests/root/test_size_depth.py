@@ -11,6 +11,7 @@ that request not included: a disk that serves one request at a time records
 import json
 import shutil
 import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -19,7 +20,7 @@ from ioltrace import hist as H
 from ioltrace import layout
 from ioltrace.export import csv as rec
 
-from .conftest import need_tool, room, sh, wait_until
+from .conftest import REPO, need_tool, room, sh, wait_until
 from .test_serve import free_port
 
 READ_BS, READS = 4096, 300          # fio job 1: 4 KiB random reads, QD1, psync
@@ -160,3 +161,21 @@ def test_serve_exports_size_and_depth_families(loopdev, ioltrace, tmp_path):
     assert depth_w["7"] == n_writes == depth_w["+Inf"] and depth_w["1"] < n_writes
     assert "# TYPE ioltrace_block_request_size_bytes histogram" in text
     assert "# TYPE ioltrace_block_inflight_depth histogram" in text
+
+
+def test_run_records_size_and_depth_of_the_command(loopdev, tmp_path):
+    """`run --size-depth --csv`: the recording holds the command's request
+    sizes (dd's block size, as many as dd's records) and their depths."""
+    settle(loopdev)
+    csv_path = tmp_path / "run.csv"
+    p = subprocess.run([sys.executable, "-m", "ioltrace", "run", "--size-depth", "--layer", "block", "--disk",
+                        loopdev.name, "--csv", str(csv_path), "--report-to-stderr", "--",
+                        "dd", "if=/dev/zero", f"of={loopdev.path}", "bs=16k", "count=123", "oflag=direct"],
+                       cwd=REPO, capture_output=True, text=True, timeout=room(600))
+    assert p.returncode == 0, p.stderr
+    assert "123+0 records out" in p.stderr
+    rows = rec.read(csv_path)
+    (pid,) = {r.key for r in rows if r.stage == "ios" and r.name == "dd"}
+    assert values(hist_of(rows, "size", pid)) == {16384: 123}
+    assert values(hist_of(rows, "depth", pid)) == {0: 123}   # dd waits for each write
+    assert counter(rows, "size_sum_bytes", pid) == 16384 * 123
