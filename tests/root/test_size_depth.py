@@ -9,6 +9,7 @@ that request not included: a disk that serves one request at a time records
 0 for every one."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -85,24 +86,33 @@ def test_size_and_depth_match_what_fio_issued(loopdev, ioltrace, tmp_path, probe
     n_reads, n_writes = rjob["read"]["total_ios"], wjob["write"]["total_ios"]
     assert (n_reads, n_writes) == (READS, WRITES), (rjob["read"]["total_ios"], wjob["write"]["total_ios"])
 
+    # What the kernel says it could not count (on a shared machine another
+    # tracer's program may hold the CPU when a completion fires).
+    missed = kernel.get("missed_complete", 0)
+    slack = missed + kernel.get("collision", 0) + kernel.get("dropped", 0)
+
     # Size: every request of each job in its block size's bucket, as many
     # as fio issued; the exact sum is the bytes fio moved.
-    assert values(hist_of(rows, "size", reader)) == {READ_BS: n_reads}, kernel
-    assert values(hist_of(rows, "size", writer)) == {WRITE_BS: n_writes}, kernel
-    assert counter(rows, "size_sum_bytes", reader) == rjob["read"]["io_bytes"] == READ_BS * n_reads
-    assert counter(rows, "size_sum_bytes", writer) == wjob["write"]["io_bytes"] == WRITE_BS * n_writes
+    rsize, wsize = values(hist_of(rows, "size", reader)), values(hist_of(rows, "size", writer))
+    assert set(rsize) == {READ_BS} and n_reads - slack <= rsize[READ_BS] <= n_reads, (rsize, kernel)
+    assert set(wsize) == {WRITE_BS} and n_writes - slack <= wsize[WRITE_BS] <= n_writes, (wsize, kernel)
+    assert counter(rows, "size_sum_bytes", reader) == READ_BS * rsize[READ_BS]
+    assert counter(rows, "size_sum_bytes", writer) == WRITE_BS * wsize[WRITE_BS]
+    if not slack:
+        assert rsize[READ_BS] * READ_BS == rjob["read"]["io_bytes"]
+        assert wsize[WRITE_BS] * WRITE_BS == wjob["write"]["io_bytes"]
 
     # Depth: psync keeps one request in flight, so none was in flight before
     # any of them; libaio at iodepth 8 has at most 7 others in flight, and
-    # does keep several in flight on a loop device.
+    # does keep several in flight on a loop device. A completion the kernel
+    # did not run ioltrace for leaves the disk's count one too high.
     rdepth, wdepth = values(hist_of(rows, "depth", reader)), values(hist_of(rows, "depth", writer))
-    assert rdepth == {0: n_reads}, (rdepth, kernel)
-    assert sum(wdepth.values()) == n_writes
-    assert max(wdepth) <= QD - 1, wdepth
-    assert max(wdepth) >= 2, wdepth
+    assert sum(rdepth.values()) == rsize[READ_BS] and max(rdepth) <= missed, (rdepth, kernel)
+    assert sum(wdepth.values()) == wsize[WRITE_BS]
+    assert 2 <= max(wdepth) <= QD - 1 + missed, (wdepth, kernel)
     # The exact sum agrees with the buckets, which are one value wide here.
     assert counter(rows, "depth_sum_requests", writer) == sum(d * n for d, n in wdepth.items())
-    assert counter(rows, "depth_sum_requests", reader) == 0
+    assert counter(rows, "depth_sum_requests", reader) == sum(d * n for d, n in rdepth.items())
     assert "depth_full" not in kernel
 
 
@@ -143,22 +153,34 @@ def test_serve_exports_size_and_depth_families(loopdev, ioltrace, tmp_path):
     reader, rjob = fio(loopdev, tmp_path, "qd1", "randread", READ_BS, READS, "psync")
     writer, wjob = fio(loopdev, tmp_path, "qd8", "randwrite", WRITE_BS, WRITES, "libaio", QD)
     n_reads, n_writes = rjob["read"]["total_ios"], wjob["write"]["total_ios"]
-    # The kernel counts a direct request before fio's call returns.
-    text = wait_until("all requests in /metrics", lambda: (lambda x: x if _samples(
-        x, "ioltrace_block_request_size_bytes", loopdev.name, "write").get("count") == n_writes else None)(
-        _scrape(port)), 60)
+    # The kernel counts a direct request before fio's call returns; one it
+    # did not run ioltrace for is in missed_complete.
+
+    def complete():
+        x = _scrape(port)
+        m = re.search(r'^ioltrace_kernel_events_total\{event="missed_complete"\} (\d+)$', x, re.M)
+        missed = int(m.group(1)) if m else 0
+        got = _samples(x, "ioltrace_block_request_size_bytes", loopdev.name, "write").get("count", 0)
+        return (x, missed) if got + missed >= n_writes else None
+
+    text, missed = wait_until("all requests in /metrics", complete, 60)
     assert t.stop() == 0, t.err
     size_r = _samples(text, "ioltrace_block_request_size_bytes", loopdev.name, "read")
     size_w = _samples(text, "ioltrace_block_request_size_bytes", loopdev.name, "write")
+    for fam, n in ((size_r, n_reads), (size_w, n_writes)):
+        assert n - missed <= fam["count"] <= n, (fam, missed)
     # le is "at most": 4 KiB requests count from le="8191" on, none below.
-    assert size_r["4095"] == 0 and size_r["8191"] == n_reads == size_r["+Inf"] == size_r["count"]
-    assert size_r["sum"] == READ_BS * n_reads
-    assert size_w["32767"] == 0 and size_w["65535"] == 0 and size_w["131071"] == n_writes == size_w["count"]
-    assert size_w["sum"] == WRITE_BS * n_writes
+    assert size_r["4095"] == 0 and size_r["8191"] == size_r["+Inf"] == size_r["count"]
+    assert size_r["sum"] == READ_BS * size_r["count"]
+    assert size_w["65535"] == 0 and size_w["131071"] == size_w["+Inf"] == size_w["count"]
+    assert size_w["sum"] == WRITE_BS * size_w["count"]
     depth_r = _samples(text, "ioltrace_block_inflight_depth", loopdev.name, "read")
     depth_w = _samples(text, "ioltrace_block_inflight_depth", loopdev.name, "write")
-    assert depth_r["0"] == n_reads == depth_r["count"] and depth_r["sum"] == 0
-    assert depth_w["7"] == n_writes == depth_w["+Inf"] and depth_w["1"] < n_writes
+    assert depth_r["count"] == size_r["count"] and depth_w["count"] == size_w["count"]
+    assert depth_w["1"] < depth_w["count"]      # several in flight at iodepth 8
+    if not missed:   # else the disk's count may read one too high per missed completion
+        assert depth_r["0"] == depth_r["count"] and depth_r["sum"] == 0
+        assert depth_w["7"] == depth_w["count"]
     assert "# TYPE ioltrace_block_request_size_bytes histogram" in text
     assert "# TYPE ioltrace_block_inflight_depth histogram" in text
 
@@ -179,3 +201,38 @@ def test_run_records_size_and_depth_of_the_command(loopdev, tmp_path):
     assert values(hist_of(rows, "size", pid)) == {16384: 123}
     assert values(hist_of(rows, "depth", pid)) == {0: 123}   # dd waits for each write
     assert counter(rows, "size_sum_bytes", pid) == 16384 * 123
+
+
+@pytest.mark.parametrize("probes", ["raw", "classic"])
+def test_depth_counts_requests_a_filter_leaves_out(loopdev, ioltrace, tmp_path, probes):
+    """Depth is the disk's: with --comm dd, fio's writes (not traced) still
+    count as in flight when dd's reads are issued. dd alone would see 0;
+    with fio keeping 8 writes in flight, at most 8 others are, and some are."""
+    need_tool("fio")
+    settle(loopdev)
+    csv_path = tmp_path / "run.csv"
+    t = ioltrace("hist", "--by", "process", "--disk", loopdev.name, "--probes", probes, "--size-depth",
+                 "--comm", "dd", "--csv", csv_path)
+    writer = subprocess.Popen(["fio", "--name=bg", f"--filename={loopdev.path}", "--rw=randwrite", "--bs=4k",
+                               "--direct=1", "--ioengine=libaio", f"--iodepth={QD}", "--size=128m",
+                               "--time_based", f"--runtime={int(room(120))}", "--output=/dev/null"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("fio's writes in flight", lambda: int(open(f"/sys/block/{loopdev.name}/inflight").read().split()[1]),
+                   60, every=0.01)
+        dd = subprocess.run(["dd", f"if={loopdev.path}", "of=/dev/null", "bs=4k", "count=500", "iflag=direct"],
+                            capture_output=True, text=True, timeout=room(300))
+        assert dd.returncode == 0 and "500+0 records in" in dd.stderr, dd.stderr
+    finally:
+        writer.terminate()
+        writer.wait(room(60))
+    assert t.stop() == 0, t.err
+    rows = rec.read(csv_path)
+    assert {r.name for r in rows if r.stage == "ios"} == {"dd"}     # fio is not traced
+    (pid,) = {r.key for r in rows if r.stage == "ios"}
+    depth = values(hist_of(rows, "depth", pid))
+    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    print(f"dd's depths with fio at iodepth {QD} beside it: {depth}; kernel counters {kernel}")
+    missed = kernel.get("missed_complete", 0)
+    assert 500 - missed <= sum(depth.values()) <= 500
+    assert 1 <= max(depth) <= QD + missed, (depth, kernel)
