@@ -293,6 +293,8 @@ class Tracer:
         snap = maps.decode(now, self.layers, raw, counters)
         if "block" in self.progs:
             snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
+            if self.opts.size_depth:
+                self._resync_depth()
         for layer in self.layers:
             if layer.inflight:
                 snap = snap._replace(counters=dict(snap.counters, **self._sweep(layer, final)))
@@ -324,6 +326,26 @@ class Tracer:
         self._lost_total += len(stale - self._stale)
         self._stale = stale
         return {"lost": self._lost_total, "in_flight_at_stop": busy - len(stale) if final else 0}
+
+    def _resync_depth(self, sysfs="/sys/dev/block"):
+        """Set a disk's in-flight count (size_depth) back to 0 when the
+        kernel says nothing is in flight on it: a completion the kernel did
+        not run our program for (missed_complete) leaves the count one too
+        high for good, which no later event undoes. A request issued between
+        the two reads is then counted one too low until the disk is idle
+        again, when the count, which stops at 0, is exact again."""
+        table = self.progs["block"]["disk_depth"]
+        for k, v in list(table.items()):
+            if not v.value:
+                continue
+            dev = int(k.value)
+            try:
+                with open(f"{sysfs}/{dev >> 20}:{dev & 0xFFFFF}/inflight") as f:
+                    busy = sum(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                continue
+            if busy == 0:
+                table[k] = table.Leaf(0)
 
     def _block_misses(self):
         out = {}
