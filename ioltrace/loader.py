@@ -345,7 +345,10 @@ class Tracer:
             except (OSError, ValueError):
                 continue
             if busy == 0:
-                table[k] = table.Leaf(0)
+                try:
+                    table[k] = table.Leaf(0)
+                except Exception:  # bcc raises a bare Exception; a resync missed is not worth a failed scrape
+                    pass
 
     def _block_misses(self):
         out = {}
