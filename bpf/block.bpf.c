@@ -11,6 +11,7 @@
  *   IOLT_START_IO_START  start event is block_io_start (6.5+), else block_rq_insert
  *   IOLT_BY_THREAD       keep thread ids in the stats key
  *   IOLT_TOTAL_HIST      also keep a start -> complete histogram per key
+ *   IOLT_SIZE_DEPTH      also keep request-size and in-flight-depth histograms per key
  *   IOLT_FILTER_DEV, IOLT_FILTER_SECTOR_LO/HI  one disk, optionally a sector range
  *   IOLT_FILTER_TGID     one process; IOLT_FILTER_CHILDREN: and its descendants
  *   IOLT_FILTER_CGID, IOLT_FILTER_CGLEVEL      one cgroup v2 subtree
@@ -29,6 +30,9 @@ BPF_F_TABLE("hash", struct iolt_stat_key, struct iolt_stat, stats, IOLT_STATS_EN
 BPF_F_TABLE("hash", struct iolt_hist_key, u64, hist, IOLT_HIST_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct iolt_err_key, u64, errs, IOLT_ERRS_ENTRIES, BPF_F_NO_PREALLOC);
 BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
+/* Requests in flight per disk (dev_t -> count), for IOLT_SIZE_DEPTH;
+ * declared on every build so that the map set is one. */
+BPF_F_TABLE("hash", u32, u64, disk_depth, IOLT_DEPTH_DISKS, BPF_F_NO_PREALLOC);
 
 static __always_inline void count(u32 idx)
 {
@@ -36,6 +40,34 @@ static __always_inline void count(u32 idx)
 	if (c)
 		__sync_fetch_and_add(c, 1);
 }
+
+#ifdef IOLT_SIZE_DEPTH
+/* In-flight depth of a disk: every request issued to it counts, traced or
+ * not (another cgroup's requests deepen the queue all the same), until its
+ * completion or requeue. Returns how many were in flight before this one. */
+static __always_inline u32 depth_issue(u32 dev)
+{
+	u64 zero = 0;
+	u64 *c = disk_depth.lookup_or_try_init(&dev, &zero);
+	if (!c) {
+		count(IOLT_CNT_DEPTH_FULL);
+		return 0;
+	}
+	s64 before = (s64)__sync_fetch_and_add(c, 1);
+	return before > 0 ? (u32)before : 0;
+}
+
+/* A request left the disk. Requests issued before tracing started were
+ * never counted: the count stops at 0 (a race of two CPUs may take it to
+ * -1, which the next issue reads as 0), so it is exact again once the disk
+ * has been idle. */
+static __always_inline void depth_done(u32 dev)
+{
+	u64 *c = disk_depth.lookup(&dev);
+	if (c && (s64)*c > 0)
+		__sync_fetch_and_add(c, -1);
+}
+#endif
 
 static __always_inline int dev_wanted(u32 dev, u64 sector)
 {
@@ -167,8 +199,14 @@ TRACEPOINT_PROBE(block, block_rq_issue)
 	if (!dev_wanted(dev, sector))
 		return 0;
 	u64 now = bpf_ktime_get_ns();
+#ifdef IOLT_SIZE_DEPTH
+	u32 depth = depth_issue(dev);
+#endif
 	struct iolt_rq *slot = find(dev, sector);
 	if (slot) {
+#ifdef IOLT_SIZE_DEPTH
+		slot->depth = depth;
+#endif
 		slot->issue_ns = now;
 		return 0;
 	}
@@ -177,6 +215,9 @@ TRACEPOINT_PROBE(block, block_rq_issue)
 	struct iolt_rq fresh = {.sector = sector, .dev = dev};
 	if (attribute(&fresh, args->comm, 1))
 		return 0;
+#ifdef IOLT_SIZE_DEPTH
+	fresh.depth = depth;
+#endif
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);
 	claim(&fresh);
@@ -194,12 +235,28 @@ static __always_inline void add_sample(struct iolt_stat_key *sk, u32 stage, u64 
 		count(IOLT_CNT_HIST_FULL);
 }
 
+#ifdef IOLT_SIZE_DEPTH
+/* A requeued request left the disk; its next issue counts it again. */
+TRACEPOINT_PROBE(block, block_rq_requeue)
+{
+	if (dev_wanted(args->dev, args->sector))
+		depth_done(args->dev);
+	return 0;
+}
+#endif
+
 TRACEPOINT_PROBE(block, block_rq_complete)
 {
 	u32 dev = args->dev;
 	u64 sector = args->sector;
 	if (!dev_wanted(dev, sector))
 		return 0;
+#ifdef IOLT_SIZE_DEPTH
+	/* The classic records do not say whether bytes are left: every
+	 * completion ends its request here, as it is counted (a completion in
+	 * parts undercounts the depth until the disk is idle). */
+	depth_done(dev);
+#endif
 	struct iolt_rq *rq = find(dev, sector);
 	if (!rq) {
 #ifndef IOLT_TASK_FILTER
@@ -254,6 +311,9 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 		}
 		st = stats.lookup(&sk);
 	}
+#ifdef IOLT_SIZE_DEPTH
+	u64 depth = rq->depth;
+#endif
 	/* Free the slot before the accounting: a new request may reuse it. */
 	rq->start_ns = 0;
 	rq->issue_ns = 0;
@@ -280,6 +340,16 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 	add_sample(&sk, IOLT_STAGE_DEVICE, (u64)dns);
 #ifdef IOLT_TOTAL_HIST
 	add_sample(&sk, IOLT_STAGE_TOTAL, (u64)(qns + dns));
+#endif
+#ifdef IOLT_SIZE_DEPTH
+	/* The record's size is the request's: the classic path counts a
+	 * request at its first completion, which carries all its bytes unless
+	 * the driver completes it in parts. */
+	u64 size = (u64)args->nr_sector << 9;
+	__sync_fetch_and_add(&st->size_sum, size);
+	__sync_fetch_and_add(&st->depth_sum, depth);
+	add_sample(&sk, IOLT_STAGE_SIZE, size);
+	add_sample(&sk, IOLT_STAGE_DEPTH, depth);
 #endif
 	return 0;
 }

@@ -31,6 +31,10 @@
 #define IOLT_STAGE_QUEUE 0   /* start (io_start or rq_insert) -> rq_issue */
 #define IOLT_STAGE_DEVICE 1  /* rq_issue -> rq_complete */
 #define IOLT_STAGE_TOTAL 2   /* start -> rq_complete; recorded only with IOLT_TOTAL_HIST */
+/* Not times: the same buckets hold a count of bytes or of requests. Both
+ * recorded only with IOLT_SIZE_DEPTH, at the completion, as the others. */
+#define IOLT_STAGE_SIZE 3    /* request bytes at issue (0 for an empty flush) */
+#define IOLT_STAGE_DEPTH 4   /* requests in flight on the disk when it was issued, itself not included */
 
 /* Diagnostic counters, indexes into the "counters" array. */
 #define IOLT_CNT_UNMATCHED 0      /* completion with no start and no issue seen */
@@ -49,7 +53,8 @@
 #define IOLT_CNT_FILTERED_COMM 10
 #define IOLT_CNT_FILTERED_DISK 11
 #define IOLT_CNT_ERRS_FULL 12     /* errno map full: the error counts in stats, its errno is not recorded */
-#define IOLT_NCOUNTERS 13
+#define IOLT_CNT_DEPTH_FULL 13    /* per-disk depth map full: that disk's requests recorded at depth 0 */
+#define IOLT_NCOUNTERS 14
 
 /* Why a request is not traced (iolt_task_filter, block.bpf.c attribute());
  * 0: traced. Filters are tried in this order. */
@@ -74,6 +79,7 @@
 #ifndef IOLT_ERRS_ENTRIES
 #define IOLT_ERRS_ENTRIES 4096       /* (stats key, errno) pairs, block and syscall layers; range 1..1M */
 #endif
+#define IOLT_DEPTH_DISKS 4096        /* disks with an in-flight counter (IOLT_SIZE_DEPTH); range 1..1M */
 
 /* tgid of the catch-all key that takes I/O once the stats map is full. */
 #define IOLT_OTHER_TGID 0xffffffffU
@@ -94,7 +100,7 @@ struct iolt_rq {
 	__u64 cgid;
 	char comm[16];
 	__u32 tid;
-	__u32 _pad;
+	__u32 depth;     /* in flight on the disk at issue (IOLT_SIZE_DEPTH) */
 };
 
 /* In-flight request of the typed path (request.bpf.c), keyed by the struct
@@ -112,6 +118,8 @@ struct iolt_rqp {
 	__u32 op;        /* IOLT_OP_* from cmd_flags at the start */
 	__u32 left;      /* bytes not yet completed, from __data_len at issue */
 	__u32 size;      /* request bytes at issue (__data_len); 0: issue not seen */
+	__u32 depth;     /* in flight on the disk at issue (IOLT_SIZE_DEPTH) */
+	__u32 _pad;
 };
 
 struct iolt_stat_key {
@@ -132,6 +140,8 @@ struct iolt_stat {
 	__u64 queue_ns;   /* sum of queue times */
 	__u64 device_ns;  /* sum of device times */
 	char comm[16];    /* of the thread that submitted the first request */
+	__u64 size_sum;   /* sum of request bytes at issue (IOLT_SIZE_DEPTH) */
+	__u64 depth_sum;  /* sum of depths at issue (IOLT_SIZE_DEPTH) */
 };
 
 struct iolt_hist_key {

@@ -39,6 +39,8 @@ BPF_ARRAY(counters, u64, IOLT_NCOUNTERS);
 /* Bios of requests the flush machinery takes (IOLT_FLUSH_BIOS, below);
  * declared on every kernel so that the map set is one. */
 BPF_F_TABLE("lru_hash", u64, struct iolt_rqp, flushbios, 1024, 0);
+/* Requests in flight per disk, for IOLT_SIZE_DEPTH (as in block.bpf.c). */
+BPF_F_TABLE("hash", u32, u64, disk_depth, IOLT_DEPTH_DISKS, BPF_F_NO_PREALLOC);
 
 #define READ(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(dst), (const char *)(base) + (off))
 
@@ -48,6 +50,34 @@ static __always_inline void count(u32 idx)
 	if (c)
 		__sync_fetch_and_add(c, 1);
 }
+
+#ifdef IOLT_SIZE_DEPTH
+/* As in block.bpf.c. In-flight depth of a disk: every request issued to it counts, traced or
+ * not (another cgroup's requests deepen the queue all the same), until its
+ * completion or requeue. Returns how many were in flight before this one. */
+static __always_inline u32 depth_issue(u32 dev)
+{
+	u64 zero = 0;
+	u64 *c = disk_depth.lookup_or_try_init(&dev, &zero);
+	if (!c) {
+		count(IOLT_CNT_DEPTH_FULL);
+		return 0;
+	}
+	s64 before = (s64)__sync_fetch_and_add(c, 1);
+	return before > 0 ? (u32)before : 0;
+}
+
+/* A request left the disk. Requests issued before tracing started were
+ * never counted: the count stops at 0 (a race of two CPUs may take it to
+ * -1, which the next issue reads as 0), so it is exact again once the disk
+ * has been idle. */
+static __always_inline void depth_done(u32 dev)
+{
+	u64 *c = disk_depth.lookup(&dev);
+	if (c && (s64)*c > 0)
+		__sync_fetch_and_add(c, -1);
+}
+#endif
 
 /* The struct request fields read where a request is first seen. */
 struct rq_fields {
@@ -358,6 +388,9 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 		 * is final (a requeue issues it again and reads it again). */
 		READ(slot->left, rq, IOLT_OFF_RQ_DATA_LEN);
 		slot->size = slot->left;
+#ifdef IOLT_SIZE_DEPTH
+		slot->depth = depth_issue(slot->dev);
+#endif
 		slot->issue_ns = now;
 		return 0;
 	}
@@ -366,12 +399,19 @@ RAW_TRACEPOINT_PROBE(block_rq_issue)
 	u32 dev = rq_dev(&f);
 	if (!dev_wanted(dev, &f))
 		return 0;
+#ifdef IOLT_SIZE_DEPTH
+	/* Untraced requests deepen the disk's queue too. */
+	u32 depth = depth_issue(dev);
+#endif
 	struct iolt_rqp fresh = {.rq = (u64)rq, .dev = dev};
 	if (attribute(&f, &fresh, 1))
 		return 0;
 	fresh.op = rq_op(&f);
 	READ(fresh.left, rq, IOLT_OFF_RQ_DATA_LEN);
 	fresh.size = fresh.left;
+#ifdef IOLT_SIZE_DEPTH
+	fresh.depth = depth;
+#endif
 	fresh.issue_ns = now;
 	count(IOLT_CNT_ISSUE_NO_START);
 	claim(&fresh);
@@ -387,6 +427,10 @@ RAW_TRACEPOINT_PROBE(block_rq_merge)
 {
 	struct iolt_rqp *slot = find((u64)ctx->args[0]);
 	if (slot) {
+#ifdef IOLT_SIZE_DEPTH
+		if (slot->issue_ns)
+			depth_done(slot->dev);
+#endif
 		slot->start_ns = 0;
 		slot->issue_ns = 0;
 	}
@@ -438,6 +482,25 @@ static __always_inline void add_sample(struct iolt_stat_key *sk, u32 stage, u64 
  * fired by blk_update_request() before it consumes nr_bytes (so
  * rq->__data_len is still what was left) and by blk_complete_request() with
  * the whole request on batched completions. */
+#ifdef IOLT_SIZE_DEPTH
+/* A requeued request left the disk; its next issue counts it again. */
+RAW_TRACEPOINT_PROBE(block_rq_requeue)
+{
+	void *rqptr = (void *)ctx->args[0];
+	struct iolt_rqp *slot = find((u64)rqptr);
+	if (slot) {
+		depth_done(slot->dev);
+		return 0;
+	}
+	struct rq_fields f = {};
+	rq_read(rqptr, &f);
+	u32 dev = rq_dev(&f);
+	if (dev_wanted(dev, &f))
+		depth_done(dev);
+	return 0;
+}
+#endif
+
 RAW_TRACEPOINT_PROBE(block_rq_complete)
 {
 	void *rqptr = (void *)ctx->args[0];
@@ -448,6 +511,14 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 		u32 dev = rq_dev(&f);
 		if (!dev_wanted(dev, &f))
 			return 0;
+#ifdef IOLT_SIZE_DEPTH
+		/* Not traced (another task, or issued before tracing started):
+		 * it leaves the disk with its last bytes. */
+		u32 rest = 0;
+		READ(rest, rqptr, IOLT_OFF_RQ_DATA_LEN);
+		if ((u32)ctx->args[2] >= rest)
+			depth_done(dev);
+#endif
 #ifdef IOLT_FLUSH_BIOS
 		rq = flush_seq(rqptr, &f, dev);
 #endif
@@ -497,6 +568,11 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 		}
 		st = stats.lookup(&sk);
 	}
+#ifdef IOLT_SIZE_DEPTH
+	u64 size = rq->size, depth = rq->depth;
+	if (done && rq->issue_ns)
+		depth_done(rq->dev);
+#endif
 	if (done) {
 		rq->start_ns = 0;
 		rq->issue_ns = 0;
@@ -533,6 +609,12 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	add_sample(&sk, IOLT_STAGE_DEVICE, (u64)dns);
 #ifdef IOLT_TOTAL_HIST
 	add_sample(&sk, IOLT_STAGE_TOTAL, (u64)(qns + dns));
+#endif
+#ifdef IOLT_SIZE_DEPTH
+	__sync_fetch_and_add(&st->size_sum, size);
+	__sync_fetch_and_add(&st->depth_sum, depth);
+	add_sample(&sk, IOLT_STAGE_SIZE, size);
+	add_sample(&sk, IOLT_STAGE_DEPTH, depth);
 #endif
 	return 0;
 }

@@ -308,6 +308,9 @@ def tracer_options():
     p.add_argument("--probes", choices=("auto", "raw", "classic"), default="auto",
                    help="block probes: raw (typed struct request, offsets from the kernel's BTF), classic "
                         "tracepoints, or auto: raw when BTF gives every offset (default)")
+    p.add_argument("--size-depth", action="store_true",
+                   help="also keep, per key, histograms of request size and of the disk's in-flight depth at "
+                        "issue (block stages size and depth; they cost more per I/O: docs/PERFORMANCE.md)")
     return p
 
 
@@ -336,8 +339,10 @@ def build_parser():
     h.add_argument("--by", type=bykeys.argtype(KINDS), default="disk", metavar="KEY[,KEY2]",
                    help=by_help("disk", KINDS))
     h.add_argument("--op", action="append", choices=OPS, help="only this operation (repeatable)")
-    h.add_argument("--stage", choices=("queue", "device", "total", "all"), default="device",
-                   help="queue: start to issue; device: issue to completion; total: both (default device)")
+    h.add_argument("--stage", choices=("queue", "device", "total", "size", "depth", "all"), default="device",
+                   help="queue: start to issue; device: issue to completion; total: both; size: request bytes; "
+                        "depth: requests in flight on the disk at issue (size and depth as with --size-depth); "
+                        "all: the three times (default device)")
     h.add_argument("-T", "--timestamp", action="store_true", help="print a timestamp with each interval")
     h.add_argument("-m", "--milliseconds", action="store_true", help="histogram rows in milliseconds")
     h.add_argument("--csv", metavar="FILE", help="also record every interval to this CSV file; - for stdout")

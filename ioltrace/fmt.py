@@ -36,19 +36,34 @@ def _three_digits(v):
     return f"{v:.0f}"
 
 
-def min_max(s):
+def value(v, unit="ns"):
+    """A figure of a histogram stage in its unit (layers.Unit.name): a time,
+    bytes ('4.0K') or a count of requests ('7', '3.25'); '-' for nan."""
+    if unit == "ns":
+        return ns(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if unit == "bytes":
+        return size(v)
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+
+
+def min_max(s, unit="ns"):
     """The bucket bounds of a summary's smallest and largest samples, labeled
     as bounds: 'min ≥4.00us  max <2.56ms' (hist.summary: min_low, max_high).
     A histogram knows no sample's true value, so a midpoint shown as "min"
-    could exceed an exact mean."""
+    could exceed an exact mean. Whole counts (bytes, requests) in buckets one
+    value wide are exact: 'min 0  max 7'."""
     high = s["max_high"]
-    if isinstance(high, float) and math.isinf(high):
-        top = f"max ≥{ns(float(layout.BUCKET_LOW[-1]))}"
-    else:
-        top = f"max <{ns(high)}"
     if isinstance(s["min_low"], float) and math.isnan(s["min_low"]):
         return "min -  max -"
-    return f"min ≥{ns(s['min_low'])}  {top}"
+    if unit != "ns" and high <= 2 * layout.SUB_COUNT:   # buckets one value wide
+        return f"min {value(s['min_low'], unit)}  max {value(high - 1, unit)}"
+    if isinstance(high, float) and math.isinf(high):
+        top = f"max ≥{value(float(layout.BUCKET_LOW[-1]), unit)}"
+    else:
+        top = f"max <{value(high, unit)}"
+    return f"min ≥{value(s['min_low'], unit)}  {top}"
 
 
 def size(value):

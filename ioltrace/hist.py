@@ -23,8 +23,16 @@ def from_samples(ns_values):
     return np.bincount(layout.buckets_of(ns_values), minlength=layout.NBUCKETS).astype(np.uint64)
 
 
-def percentile(counts, p):
-    """Nearest-rank percentile, reported as the bucket midpoint (ns).
+def _points(low):
+    """What a bucket stands for: its midpoint (times), or its low bound for
+    whole counts (layers.Unit.whole: a request of 4096 bytes is 4096, and
+    the only sector multiple of its bucket below 16 KiB)."""
+    return layout.BUCKET_LOW if low else layout.BUCKET_MID
+
+
+def percentile(counts, p, low=False):
+    """Nearest-rank percentile, reported as the bucket midpoint (ns), or its
+    low bound with low=True.
 
     Within 1/64 of the true sample value for any bucket above 32 ns.
     Returns nan for an empty histogram.
@@ -34,7 +42,7 @@ def percentile(counts, p):
         return math.nan
     rank = max(1, math.ceil(p / 100.0 * total))
     idx = int(np.searchsorted(np.cumsum(counts, dtype=np.uint64), rank))
-    return float(layout.BUCKET_MID[idx])
+    return float(_points(low)[idx])
 
 
 def slowest_threshold(counts, pct, min_samples=100):
@@ -51,13 +59,14 @@ def slowest_threshold(counts, pct, min_samples=100):
     return int(layout.BUCKET_LOW[idx])
 
 
-def summary(counts, exact_sum_ns=None):
+def summary(counts, exact_sum_ns=None, low=False):
     """count, mean, stddev, min, max and PERCENTILES of a histogram (ns).
 
     mean uses the kernel's exact sum when given; the rest use midpoints.
     min_low and max_high are what the buckets prove: every sample is at
     least min_low and below max_high (inf for the overflow bucket); min and
     max are the midpoints of those buckets, no sample's true value.
+    low: buckets stand for their low bounds (whole counts: sizes, depths).
     """
     n = int(counts.sum())
     out = {"count": n}
@@ -66,7 +75,7 @@ def summary(counts, exact_sum_ns=None):
             out[k] = math.nan
         return out
     nz = np.nonzero(counts)[0]
-    mids = layout.BUCKET_MID[nz]
+    mids = _points(low)[nz]
     w = counts[nz].astype(np.float64)
     mean_mid = float((mids * w).sum() / n)
     out["mean"] = float(exact_sum_ns) / n if exact_sum_ns is not None else mean_mid
@@ -76,7 +85,7 @@ def summary(counts, exact_sum_ns=None):
     out["min_low"] = float(layout.BUCKET_LOW[nz[0]])
     out["max_high"] = float(layout.BUCKET_HIGH[nz[-1]])
     for p in PERCENTILES:
-        out[f"p{p:g}"] = percentile(counts, p)
+        out[f"p{p:g}"] = percentile(counts, p, low)
     return out
 
 
@@ -98,3 +107,20 @@ def coarse_rows(counts, unit_ns):
     return [
         (0 if r == 0 else 1 << r, (1 << (r + 1)) - 1, int(c)) for r, c in enumerate(agg)
     ]
+
+
+def whole_rows(counts):
+    """Power-of-two rows of whole counts (bytes, requests), like bitesize:
+    0 alone, then [1, 1], [2, 3], [4, 7] ... Each fine bucket goes to the
+    row of its low bound, exact where buckets are one value wide (below 64)
+    and for sizes in whole sectors. Returns (low, high, count) tuples from
+    the first non-empty row to the last (sizes start in the thousands)."""
+    nz = np.nonzero(counts)[0]
+    if len(nz) == 0:
+        return []
+    lows = layout.BUCKET_LOW[nz].astype(np.uint64)
+    rows = np.array([int(v).bit_length() for v in lows], dtype=int)
+    agg = np.zeros(int(rows.max()) + 1, dtype=np.uint64)
+    np.add.at(agg, rows, counts[nz])
+    first = int(rows.min())
+    return [(0 if r == 0 else 1 << (r - 1), 0 if r == 0 else (1 << r) - 1, int(agg[r])) for r in range(first, len(agg))]

@@ -60,6 +60,46 @@ class Level:
 
 
 @dataclass(frozen=True)
+class Unit:
+    """What a histogram stage counts and how every output shows it. Stages
+    are latencies in ns unless their layer names another unit (request
+    size, in-flight depth): the same fine buckets of layout.py hold any
+    non-negative integer, so maps, grouping, recordings and percentiles
+    treat them alike; only the words, the figures' format and the
+    Prometheus family differ, and they come from here."""
+
+    name: str          # "ns", "bytes", "requests": a recording's exact sum row is <stage>_sum_<name>
+    what: str          # title words in hist and report ("{stage}" is replaced by the stage)
+    heading: str       # hist rows' column heading; "" for times (usecs or msecs)
+    family: str        # Prometheus family, after the level's prefix
+    prom_unit: str     # OpenMetrics UNIT; "" for none
+    scale: float       # Prometheus le and _sum are value / scale
+    edges: tuple       # exported bucket edges, each a fine-bucket boundary (layout.py)
+    whole: bool        # whole counts: edge e is exported as le="e - 1" (at most), exact under
+    #                    Prometheus' "less or equal", and a bucket stands for its low bound
+    #                    (sizes are whole sectors); times: le = e / scale, a bucket its midpoint
+    help: str = ""     # HELP of its family, with {what}; "" : the layer's latency help
+
+
+# Exported latency edges: powers of two of nanoseconds, 2^10 ns (1.024 us)
+# to 2^36 ns (68.7 s), where the kernel's overflow bucket starts: 27 edges.
+LATENCY = Unit("ns", "{stage} time", "", "latency_seconds", "seconds", 1e9,
+               tuple(1 << e for e in range(10, layout.MAX_LOG2 + 2)), False)
+# Sizes: le 0 (empty flushes), then 1023, 2047, 4095 .. 2^32 - 1 bytes: a
+# row per power of two as bitesize draws them ([4 KiB, 8 KiB) is le="8191"
+# less le="4095"); __data_len is 32 bits, so nothing is above. 24 edges.
+SIZE = Unit("bytes", "request size", "bytes", "request_size_bytes", "bytes", 1,
+            (1,) + tuple(1 << e for e in range(10, 33)), True,
+            "Block I/O request size in bytes at issue, {what}; le is at most, so 4 KiB requests count from "
+            "le=\"8191\" on.")
+# Depths: le 0, 1, 3, 7 .. 65535 requests in flight before this one: 17 edges.
+DEPTH = Unit("requests", "in flight at issue", "in flight", "inflight_depth", "", 1,
+             tuple(1 << e for e in range(0, 17)), True,
+             "Block I/O requests in flight on the disk when each request was issued, itself not included, "
+             "{what}; le is at most.")
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str                 # "block": --layer value, CSV/JSON "layer"
     source: str               # bpf/<source>
@@ -87,6 +127,8 @@ class Layer:
     inflight: str = None      # array of in-flight slots (start_ns, issue_ns) user space sweeps for
     #                           the SWEEP_COUNTERS; None: none
     derived: tuple = ()       # counters user space derives (not in counters_map), shown and recorded alike
+    units: dict = None        # stage name -> Unit, for stages that are not times (LATENCY)
+    optional: tuple = ()      # stages the kernel records only when built for them (loader.Options)
 
     @property
     def staged(self):
@@ -101,6 +143,9 @@ class Layer:
         """The op_field of a key as a name; its number when out of range."""
         v = getattr(key, self.op_field)
         return self.op_names[v] if v < len(self.op_names) else str(v)
+
+    def unit(self, stage):
+        return (self.units or {}).get(stage, LATENCY)
 
     def map(self, name):
         return next(m for m in self.maps if m.name == name)
@@ -132,6 +177,9 @@ BLOCK = Layer(
         # when this map is full.
         Map("errs", layout.ErrKey, U64, "errs_full"),
         Map("counters", U32, U64),
+        # Requests in flight per disk (size_depth builds only); a disk that
+        # finds it full records depth 0.
+        Map("disk_depth", U32, U64, "depth_full"),
     ),
     stats="stats", hist="hist", errs="errs", counters_map="counters",
     # The typed request path: raw tracepoints reading struct request at
@@ -147,7 +195,12 @@ BLOCK = Layer(
     derived=layout.MISSED_COUNTERS + layout.SWEEP_COUNTERS,
     key=Key, totals=Totals, stages=layout.STAGES, op_field="op", op_names=layout.OPS, op_filter="op",
     fields=("totals", "hists", "errors"),
-    stage_sums={"queue": ("queue_ns",), "device": ("device_ns",), "total": ("queue_ns", "device_ns")},
+    stage_sums={"queue": ("queue_ns",), "device": ("device_ns",), "total": ("queue_ns", "device_ns"),
+                "size": ("size_sum",), "depth": ("depth_sum",)},
+    # Request size and in-flight depth: the same maps, two more stages, each
+    # its own Prometheus family; recorded only with --size-depth.
+    units={"size": SIZE, "depth": DEPTH},
+    optional=layout.SIZE_DEPTH_STAGES,
     levels=(
         # "device", as node_exporter's node_disk_* families, so the two join on it;
         # "workload": the unit, container or pod the cgroup path names (cgnames),
@@ -257,6 +310,19 @@ ALARM_COUNTERS = tuple(n for layer in ALL for n in layer.alarms) + tuple(n for s
 # counter name -> the name of the layer that counts it (its counters_map, derived, or a stream's)
 COUNTER_LAYER = {**{n: layer.name for layer in ALL for n in layer.counters + layer.derived},
                  **{n: s.layer for s in STREAMS for n in s.counters}}
+
+
+_UNITS = {stage: unit for layer in ALL for stage, unit in (layer.units or {}).items()}
+
+
+def unit_of(stage):
+    """The Unit of a stage name of any layer (recordings name stages, not layers)."""
+    return _UNITS.get(stage, LATENCY)
+
+
+def sum_name(stage):
+    """The name of a stage's exact-sum row in recordings: queue_sum_ns, size_sum_bytes."""
+    return f"{stage}_sum_{unit_of(stage).name}"
 
 
 def named(names):

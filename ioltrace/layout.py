@@ -17,8 +17,11 @@ OVERFLOW_BUCKET = (MAX_LOG2 - SUB_BITS + 2) * SUB_COUNT
 NBUCKETS = OVERFLOW_BUCKET + 1
 
 OPS = ("read", "write", "flush", "discard", "other")
-STAGES = ("queue", "device", "total")
-STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL = 0, 1, 2
+STAGES = ("queue", "device", "total", "size", "depth")
+STAGE_QUEUE, STAGE_DEVICE, STAGE_TOTAL, STAGE_SIZE, STAGE_DEPTH = 0, 1, 2, 3, 4
+LATENCY_STAGES = STAGES[:3]
+# Recorded only when the kernel side is built for them (Options.size_depth).
+SIZE_DEPTH_STAGES = STAGES[3:]
 
 # Block requests excluded by each filter, counted at their start event, in
 # the order of IOLT_FILTERED_*: a request counts under the first filter that
@@ -34,6 +37,7 @@ COUNTERS = (
     "hist_full",       # histogram map full: sample not recorded
 ) + FILTERED_COUNTERS + (
     "errs_full",       # errno map full: the error counts in stats, its errno is not recorded
+    "depth_full",      # per-disk depth map full: that disk's requests recorded at depth 0
 )
 # Read by user space from the kernel's per-program recursion_misses: times
 # the kernel skipped one of our programs because another BPF program was
@@ -56,7 +60,8 @@ SWEEP_COUNTERS = ("lost", "in_flight_at_stop")
 LOST_AFTER_S = 30    # the SCSI layer's default request timeout; range 1..3600
 # Counters that mean lost or degraded data; issue_no_start is normal on
 # kernels that issue directly without inserting into a scheduler queue.
-ALARM_COUNTERS = (("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full", "errs_full")
+ALARM_COUNTERS = (("unmatched", "dropped", "collision", "negative", "stats_full", "hist_full", "errs_full",
+                   "depth_full")
                   + MISSED_COUNTERS + SWEEP_COUNTERS)
 
 OTHER_TGID = 0xFFFFFFFF
@@ -75,6 +80,7 @@ INFLIGHT_WAYS = 4           # slots a request may take in its set
 DEFAULT_STATS_ENTRIES = 16384
 DEFAULT_HIST_ENTRIES = 262144
 DEFAULT_ERRS_ENTRIES = 4096
+DEPTH_DISKS = 4096          # disks with an in-flight counter (bpf: IOLT_DEPTH_DISKS)
 
 
 class Rq(ctypes.Structure):
@@ -89,7 +95,7 @@ class Rq(ctypes.Structure):
         ("cgid", ctypes.c_uint64),
         ("comm", ctypes.c_char * 16),
         ("tid", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("depth", ctypes.c_uint32),
     ]
 
 
@@ -109,6 +115,8 @@ class Rqp(ctypes.Structure):
         ("op", ctypes.c_uint32),
         ("left", ctypes.c_uint32),
         ("size", ctypes.c_uint32),
+        ("depth", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
     ]
 
 
@@ -131,6 +139,8 @@ class Stat(ctypes.Structure):
         ("queue_ns", ctypes.c_uint64),
         ("device_ns", ctypes.c_uint64),
         ("comm", ctypes.c_char * 16),
+        ("size_sum", ctypes.c_uint64),
+        ("depth_sum", ctypes.c_uint64),
     ]
 
 

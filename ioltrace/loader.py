@@ -43,6 +43,7 @@ class Options(NamedTuple):
 
     by_thread: bool = False
     total_hist: bool = False
+    size_depth: bool = False   # also request-size and in-flight-depth histograms (block)
     dev: int = None            # kernel dev_t encoding (major << 20 | minor)
     sector_lo: int = None      # partition filter: [lo, hi) in 512-byte sectors
     sector_hi: int = None
@@ -129,6 +130,8 @@ def cflags(opts, start_tp):
         flags.append("-DIOLT_BY_THREAD")
     if opts.total_hist:
         flags.append("-DIOLT_TOTAL_HIST")
+    if opts.size_depth:
+        flags.append("-DIOLT_SIZE_DEPTH")
     if opts.dev is not None:
         flags.append(f"-DIOLT_FILTER_DEV={int(opts.dev)}U")
     if opts.sector_hi is not None:
@@ -357,6 +360,8 @@ class Tracer:
         snap = maps.decode(now, self.layers, raw, counters)
         if "block" in self.progs:
             snap = snap._replace(counters=dict(snap.counters, **self._block_misses()))
+            if self.opts.size_depth:
+                self._resync_depth()
         for layer in self.layers:
             if layer.inflight:
                 snap = snap._replace(counters=dict(snap.counters, **self._sweep(layer, final)))
@@ -388,6 +393,29 @@ class Tracer:
         self._lost_total += len(stale - self._stale)
         self._stale = stale
         return {"lost": self._lost_total, "in_flight_at_stop": busy - len(stale) if final else 0}
+
+    def _resync_depth(self, sysfs="/sys/dev/block"):
+        """Set a disk's in-flight count (size_depth) back to 0 when the
+        kernel says nothing is in flight on it: a completion the kernel did
+        not run our program for (missed_complete) leaves the count one too
+        high for good, which no later event undoes. A request issued between
+        the two reads is then counted one too low until the disk is idle
+        again, when the count, which stops at 0, is exact again."""
+        table = self.progs["block"]["disk_depth"]
+        for k, v in list(table.items()):
+            if not v.value:
+                continue
+            dev = int(k.value)
+            try:
+                with open(f"{sysfs}/{dev >> 20}:{dev & 0xFFFFF}/inflight") as f:
+                    busy = sum(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                continue
+            if busy == 0:
+                try:
+                    table[k] = table.Leaf(0)
+                except Exception:  # bcc raises a bare Exception; a resync missed is not worth a failed scrape
+                    pass
 
     def _block_misses(self):
         out = {}
@@ -432,6 +460,11 @@ def _block_probes(tracer, root):
     # kernel's BTF gives every offset it reads (or --probes raw); else the
     # classic tracepoint records. Either attaches itself (*TRACEPOINT_PROBE).
     tracer.path = probepath.choose(probepath.MODES[tracer.opts.probes or 0])
+    # A requeued request leaves the disk's in-flight count until issued again.
+    if tracer.opts.size_depth and tracepoint_exists("block", "block_rq_requeue", root):
+        needed = needed + ["block_rq_requeue"]
+    elif tracer.opts.size_depth:
+        raise KernelUnsupported(["block:block_rq_requeue"], "--size-depth keeps each disk's in-flight count with it")
     if tracer.path.kind != "raw":
         tracer.tracepoints += [f"block:{tp}" for tp in needed]
         return Probes([], lambda b: None)

@@ -33,8 +33,9 @@ def decode_key(layer, k):
 
 def decode_totals(layer, pairs):
     """The layer's stats map -> {key record: totals record}."""
-    names = layer.totals._fields[:-1]   # the last is comm
-    return {decode_key(layer, k): layer.totals(*(int(getattr(v, f)) for f in names), comm_text(v.comm))
+    names = layer.totals._fields
+    return {decode_key(layer, k): layer.totals(*(comm_text(v.comm) if f == "comm" else int(getattr(v, f))
+                                                 for f in names))
             for k, v in pairs}
 
 
@@ -123,7 +124,7 @@ def _delta_counts(cur, prev):
 
 def _delta_totals(cur, prev, gauges=()):
     """Field-wise differences of a layer's totals records (count first,
-    comm last; `gauges` are kept from cur); keys whose count did not move
+    comm kept; `gauges` are kept from cur); keys whose count did not move
     are left out."""
     out = {}
     for k, t in cur.items():
@@ -132,7 +133,7 @@ def _delta_totals(cur, prev, gauges=()):
             if t[0]:
                 out[k] = t
         elif t[0] != p[0]:
-            d = type(t)(*(a - b for a, b in zip(t[:-1], p[:-1])), t.comm)
+            d = type(t)(*(a if f == "comm" else a - b for f, a, b in zip(t._fields, t, p)))
             out[k] = d._replace(**{g: getattr(t, g) for g in gauges}) if gauges else d
     return out
 
@@ -190,7 +191,7 @@ def add_totals(a, b):
     comm is the folded key's."""
     if a is None:
         return b._replace(comm=layout.EXITED_COMM)
-    return type(a)(*(x + y for x, y in zip(a[:-1], b[:-1])), layout.EXITED_COMM)
+    return type(a)(*(layout.EXITED_COMM if f == "comm" else x + y for f, x, y in zip(a._fields, a, b)))
 
 
 def _add(a, b):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import hist, layout
+from . import hist, layers, layout
 from .errors import BadInput
 from .recording import stages_of
 from . import fmt
@@ -77,13 +77,28 @@ def _ns_label(v, _pos=None):
     return f"{v:g}ns"
 
 
+def _tick_label(unit):
+    """Tick text for a stage's unit (layers.Unit.name): times as 1ms,
+    bytes as 4K, requests as they are."""
+    if unit == "ns":
+        return _ns_label
+    if unit == "bytes":
+        return lambda v, _pos=None: fmt.size(v)
+    return lambda v, _pos=None: f"{v:g}"
+
+
+def _axis_label(stage):
+    unit = layers.unit_of(stage)
+    return LATENCY_LABEL if unit.name == "ns" else f"{unit.what.format(stage=stage)}, {unit.name} (log scale)"
+
+
 def _ticks_within(subs, low, high):
     """How many of s * 10^k (s in subs) lie in [low, high]."""
     k0, k1 = math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1
     return sum(1 for k in range(k0, k1 + 1) for s in subs if low <= s * 10.0 ** k <= high)
 
 
-def _log_ns_axis(axis, pixels=None, low=None, high=None):
+def _log_ns_axis(axis, pixels=None, low=None, high=None, unit="ns"):
     """Log axis labelled in ns/us/ms/s: at 1, 2 and 5 per decade when there
     is room (~70 pixels a label), else at each decade. An axis narrower than
     two such steps (one or two buckets drawn) gets plain steps instead, so
@@ -97,11 +112,18 @@ def _log_ns_axis(axis, pixels=None, low=None, high=None):
         subs = (1, 2, 5)
         if _ticks_within(subs, low, high) < 2:
             axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
-            axis.set_major_formatter(FuncFormatter(_ns_label))
+            axis.set_major_formatter(FuncFormatter(_tick_label(unit)))
             axis.set_minor_formatter(NullFormatter())
             return
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
-    axis.set_major_formatter(FuncFormatter(_ns_label))
+    # Sizes are powers of two (4K, 64K, 1M): ticks at every power of two,
+    # or every fourth when they would crowd.
+    base = 2 if unit == "bytes" else 10
+    if base == 2:
+        subs = (1,) if not (pixels and low and high) or pixels / max(math.log2(high / low), 1) >= 60 else None
+        axis.set_major_locator(LogLocator(base=2 if subs else 16))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(_tick_label(unit)))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -166,11 +188,12 @@ def _save(plt, fig, path):
         plt.close(fig)
 
 
-def _mark(ax, counts, colour, prefix=""):
+def _mark(ax, counts, colour, prefix="", stage=None):
+    unit = layers.unit_of(stage)
     for p, style in ((50, "--"), (99, ":")):
-        v = hist.percentile(counts, p)
+        v = hist.percentile(counts, p, unit.whole)
         ax.axvline(max(v, 0.5), color=colour, linestyle=style, linewidth=1.5,
-                   label=f"{prefix}p{p} {fmt.ns(v)}")
+                   label=f"{prefix}p{p} {fmt.value(v, unit.name)}")
 
 
 def histograms(sel, stages, path, size=None):
@@ -184,7 +207,7 @@ def histograms(sel, stages, path, size=None):
         counts = s.hists[stage]
         edges, dens = _density(counts)
         ax.stairs(dens, edges, fill=True, color=A_COLOUR, alpha=0.6)
-        _mark(ax, counts, "black")
+        _mark(ax, counts, "black", stage=stage)
         _style(ax, s, stage, f"{int(counts.sum())} I/Os in {sel.seconds:.1f}s", fig, edges)
         ax.set_ylabel("I/Os per 1/32 octave")
         ax.legend(loc="best", fontsize="small")
@@ -217,7 +240,7 @@ def overlay(pairs, stages, labels, path, size=None):
             span += [edges[0], edges[-1]]
             top = max(top, float((dens / n).max()))
             ax.stairs(dens / n, edges, fill=True, alpha=0.35, color=colour, label=f"{label}: {n} I/Os")
-            _mark(ax, counts, colour, prefix=label + " ")
+            _mark(ax, counts, colour, prefix=label + " ", stage=stage)
             i0, i1, fine = _edges(counts)
             slower = 1.0 - np.cumsum(counts[i0:i1 + 1], dtype=float) / n
             tail.stairs(np.maximum(np.append(1.0, slower[:-1]), 0.1 / n), fine, color=colour, linewidth=1.5,
@@ -286,11 +309,12 @@ def heatmap(sel, stages, path, size=None):
             ax.plot(mids, np.maximum(v, 0.5), color="white", linestyle=style, linewidth=1.2, label=f"p{p}",
                     marker="o" if nwin <= 3 else None, markersize=4)
         ax.set_yscale("log")
-        _log_ns_axis(ax.yaxis, fig.get_figheight() * DPI / len(chosen) * 0.6, y[0], y[-1])
+        _log_ns_axis(ax.yaxis, fig.get_figheight() * DPI / len(chosen) * 0.6, y[0], y[-1],
+                     layers.unit_of(stage).name)
         ax.set_ylim(y[0], y[-1])
         ax.set_xlim(0, x[-1])
         ax.set_xlabel(f"time since start of recording (s), {sel.window:g}s windows")
-        ax.set_ylabel(LATENCY_LABEL)
+        ax.set_ylabel(_axis_label(stage))
         ax.set_title(f"{title(s, stage)}\n{int(s.hists[stage].sum())} I/Os", fontsize="medium")
         ax.legend(loc="upper right", fontsize="small", facecolor="#444444", labelcolor="white", framealpha=0.5)
     _save(plt, fig, path)
@@ -300,8 +324,8 @@ def heatmap(sel, stages, path, size=None):
 def _style(ax, s, stage, extra, fig, edges, width=0.85):
     """Log latency x axis, grid and a two-line title; width: the panel's share of the figure."""
     ax.set_xscale("log")
-    _log_ns_axis(ax.xaxis, fig.get_figwidth() * DPI * width, edges[0], edges[-1])
-    ax.set_xlabel(LATENCY_LABEL)
+    _log_ns_axis(ax.xaxis, fig.get_figwidth() * DPI * width, edges[0], edges[-1], layers.unit_of(stage).name)
+    ax.set_xlabel(_axis_label(stage))
     ax.set_title(f"{title(s, stage)}\n{extra}", fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
 

@@ -14,7 +14,7 @@ import math
 from datetime import datetime
 from typing import NamedTuple
 
-from . import bykeys, hist, layout
+from . import bykeys, hist, layers, layout
 from .errors import BadInput
 from .export import csv as rec
 from .records import GroupId
@@ -33,7 +33,7 @@ REGROUP = {
     "disk": ("disk",),
 }
 BY_CHOICES = ("process", "thread", "comm", "cgroup", "cgroup-v1", "disk")
-STAGE_ORDER = ("queue", "device", "total", "latency")  # others follow, sorted
+STAGE_ORDER = ("queue", "device", "total", "latency", "size", "depth")  # others follow, sorted
 
 
 class Loaded(NamedTuple):
@@ -314,7 +314,7 @@ def stages_of(*series, wanted=()):
 def exact_sum(counters, stage):
     """The kernel's exact sum of a stage's latencies, if recorded (block
     total time is queue + device)."""
-    v = counters.get(f"{stage}_sum_ns")
+    v = counters.get(layers.sum_name(stage))
     if v is None and stage == "total" and "queue_sum_ns" in counters and "device_sum_ns" in counters:
         v = counters["queue_sum_ns"] + counters["device_sum_ns"]
     return v

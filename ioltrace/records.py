@@ -27,6 +27,8 @@ class Totals(NamedTuple):
     queue_ns: int
     device_ns: int
     comm: str
+    size_sum: int = 0     # sum of request bytes at issue (kernel built with size_depth)
+    depth_sum: int = 0    # sum of in-flight depths at issue (likewise)
 
 
 class SysKey(NamedTuple):
@@ -76,7 +78,8 @@ class Snapshot(NamedTuple):
     syscall: sys_* keyed by SysKey; loop: loop_* keyed by LoopKey. counters
     maps every traced layer's counter names -> count. A layer that is not
     traced has empty fields. Every totals record has its count of
-    completions first and its comm last (maps.delta relies on it).
+    completions first and a field "comm"; every other field is a count
+    (maps.delta subtracts them by name).
     """
 
     time_ns: int

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import hist, layout
+from . import hist, layers, layout
 from .recording import exact_sum, match_id, stages_of
 
 SEED = 0
@@ -67,7 +67,7 @@ def describe(series, stage, seconds):
     kernel's sum covers exactly these samples: mean_exact), stddev, min, max
     and percentiles, all ns (nan when empty)."""
     counts = series.hists.get(stage)
-    s = hist.summary(counts if counts is not None else hist.empty())
+    s = hist.summary(counts if counts is not None else hist.empty(), low=layers.unit_of(stage).whole)
     c = series.counters
     ios = ios_of(series)
     total = exact_sum(c, stage)

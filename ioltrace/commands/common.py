@@ -43,7 +43,8 @@ class Filters(TaskFilters):
 # stages, --syscalls the syscall layer's). Given when none of those layers is
 # traced, they are refused. tests/unit/test_commands.py checks the filter
 # against the C programs and the ops against layers.Layer.op_filter.
-LAYER_ONLY = {"disk": ("block",), "op": ("block",), "stage": ("block",), "syscalls": ("syscall",)}
+LAYER_ONLY = {"disk": ("block",), "op": ("block",), "stage": ("block",), "syscalls": ("syscall",),
+              "size_depth": ("block",)}
 
 
 def layer_names(layer):
@@ -63,6 +64,7 @@ class Traced(Filters):
     op: tuple = None        # op names to keep; None: all
     csv: str = None         # "-": stdout
     json: str = None        # "-": stdout
+    size_depth: bool = False  # also the block stages size and depth (layers.BLOCK.optional)
 
     def __post_init__(self):
         super().__post_init__()
@@ -197,6 +199,7 @@ def json_to_stdout(opts):
 def open_tracer(opts, resolver, **extra):
     """Options from the filters, then the tracer for the chosen layers."""
     chosen = chosen_layers(opts)
+    extra.setdefault("size_depth", opts.size_depth and "block" in chosen)
     kopts = kernel_options(opts, resolver, by_thread=bykeys.of(opts.by).kind == "thread",
                            probes=probepath.MODES.index(opts.probes), **extra)
     return loader.Tracer(kopts, verbose=opts.verbose, layers=chosen, syscalls=opts.syscalls,

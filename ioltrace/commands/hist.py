@@ -14,7 +14,7 @@ class Options(common.Traced):
     interval: float = None   # None: one interval, until Ctrl-C
     count: int = None
     by: str = "disk"
-    stage: str = "device"    # queue, device, total or all
+    stage: str = "device"    # queue, device, total, size, depth or all
     timestamp: bool = False
     milliseconds: bool = False
 
@@ -31,14 +31,19 @@ def main(opts: Options) -> int:
 
     resolver = Resolver()
     by = bykeys.of(opts.by)
-    stages = list(layout.STAGES[:2]) + ["total"] if opts.stage == "all" else [opts.stage]
+    # size and depth need the kernel built for them: --stage size asks for it.
+    size_depth = opts.size_depth or opts.stage in layout.SIZE_DEPTH_STAGES
+    stages = list(layout.LATENCY_STAGES) if opts.stage == "all" else [opts.stage]
+    if opts.size_depth:
+        stages += [s for s in layout.SIZE_DEPTH_STAGES if s not in stages]
     if opts.layer == "syscall":
         stages = list(layers.SYSCALL.stages)
     tracer = outputs = None
     try:
         common.chosen_layers(opts)
         outputs = common.open_outputs(opts)
-        tracer = common.open_tracer(opts, resolver, total_hist=opts.stage in ("total", "all"))
+        tracer = common.open_tracer(opts, resolver, total_hist=opts.stage in ("total", "all"),
+                                    size_depth=size_depth and opts.layer != "syscall")
         out = sys.stdout
 
         def on_interval(delta, start, end, final):

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .. import __version__, bykeys, loader, privileges, probepath, serve, session, webconfig
+from .. import __version__, bykeys, layers, loader, privileges, probepath, serve, session, webconfig
 from ..errors import BadInput
 from ..export import prometheus
 from ..resolve import Resolver
@@ -50,7 +50,11 @@ def main(opts: Options) -> int:
     resolver = Resolver()
     chosen = common.chosen_layers(opts)
     stages = ("queue", "device", "total") if opts.total else ("queue", "device")
-    kopts = common.kernel_options(opts, resolver, total_hist=opts.total, probes=probepath.MODES.index(opts.probes))
+    size_depth = opts.size_depth and "block" in chosen
+    if size_depth:
+        stages += layers.BLOCK.optional
+    kopts = common.kernel_options(opts, resolver, total_hist=opts.total, size_depth=size_depth,
+                                  probes=probepath.MODES.index(opts.probes))
     textfile = serve.Textfile(opts.textfile) if opts.textfile else None
     become = privileges.target(opts.user, os.path.dirname(textfile.path) if textfile else None)
     server = tracer = scraper = thread = None

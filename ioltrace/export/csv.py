@@ -1,8 +1,8 @@
 """Recordings: the long-format CSV every live command can write, and its reader.
 
 One row per (interval, key, disk, op, layer, stage, bucket) with a count, plus
-counter rows (stage ios, bytes, errors, queue_sum_ns, device_sum_ns,
-errno:NAME) and the kernel's diagnostic counters (key_kind "kernel").
+counter rows (stage ios, bytes, errors, queue_sum_ns, device_sum_ns, the
+exact sums of other stages as layers.sum_name says, errno:NAME) and the kernel's diagnostic counters (key_kind "kernel").
 Intervals hold deltas, so summing rows of several intervals merges them.
 Each interval is appended with one write() of whole lines, so a crash or
 kill -9 never leaves a broken row. Knows nothing of terminals.
@@ -19,7 +19,12 @@ from ..errors import BadInput
 from ..records import CsvRow
 from ..fmt import errno_name, spell
 
-FORMAT_VERSION = 2  # 2 added the layer column; version 1 files are read as layer "block"
+# 2 added the layer column; version 1 files are read as layer "block". 3:
+# stages that are not times (size: bucket bounds in bytes; depth: in
+# requests) and their sum rows (size_sum_bytes, depth_sum_requests), which a
+# reader of 2 would take for latencies; 2 and 1 files are read as they were.
+FORMAT_VERSION = 3
+READS = ("1", "2", "3")
 MAGIC = "# ioltrace-csv"
 PREAMBLE = (f"{MAGIC} {FORMAT_VERSION} buckets=log-linear sub_bits={layout.SUB_BITS} "
             f"max_log2={layout.MAX_LOG2}\n")
@@ -38,11 +43,14 @@ def rows(groups, start_ts, end_ts, counters=None, layer="block"):
     for g in groups:
         gid = g.id
         base = (a, b, gid.kind, gid.key, gid.name, gid.disk, gid.op, layer)
-        if g.sums:
-            totals = [("ios", g.ios), ("bytes", g.bytes), ("errors", g.errors)]
-            totals += [(f"{stage}_sum_ns", v) for stage, v in g.sums.items()]
-        else:
-            totals = zip(COUNTER_STAGES, (g.ios, g.bytes, g.errors, g.queue_ns, g.device_ns))
+        decl = layers.BY_NAME.get(layer, layers.BLOCK)
+        totals = [("ios", g.ios), ("bytes", g.bytes), ("errors", g.errors)]
+        if "queue" in decl.stage_sums:
+            totals += [("queue_sum_ns", g.queue_ns), ("device_sum_ns", g.device_ns)]
+        # A stage the kernel records only when asked (size, depth) has a sum
+        # row only when it was recorded.
+        totals += [(layers.sum_name(stage), v) for stage, v in (g.sums or {}).items()
+                   if stage not in decl.optional or v or stage in g.hists]
         for stage, value in totals:
             yield CsvRow(*base, stage, "", "", value)
         for e, n in sorted(g.errnos.items()):
@@ -146,16 +154,16 @@ def read(path):
             raise BadInput(f"{path}:1", "not an ioltrace recording (no '# ioltrace-csv' first line)")
         parts = first.split()
         version = parts[2] if len(parts) > 2 else ""
-        if version not in ("1", "2"):
-            raise BadInput(f"{path}:1", f"recording format version {version!r} is not one this ioltrace reads (1, 2): "
-                           "upgrade ioltrace")
+        if version not in READS:
+            raise BadInput(f"{path}:1", f"recording format version {version!r} is not one this ioltrace reads "
+                           f"({', '.join(READS)}): upgrade ioltrace")
         fields = dict(p.split("=", 1) for p in parts[3:] if "=" in p)
         if fields.get("sub_bits") != str(layout.SUB_BITS) or fields.get("max_log2") != str(layout.MAX_LOG2):
             raise BadInput(f"{path}:1", f"bucket layout {fields} differs from this ioltrace's "
                            f"(sub_bits={layout.SUB_BITS} max_log2={layout.MAX_LOG2})")
         reader = csv.reader(f)
         header = next(reader, None)
-        expected = HEADER if version == "2" else HEADER_V1
+        expected = HEADER_V1 if version == "1" else HEADER
         if header != expected:
             raise BadInput(f"{path}:2", "unexpected header: expected " + ",".join(expected))
         out = Rows()

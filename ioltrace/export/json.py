@@ -21,7 +21,8 @@ Schema "ioltrace-report/1" (docs/FORMATS.md, "JSON (`--format json`)"):
            "latency": {stage: LATENCY},  # stage: queue, device, total, latency, ...
            "windows": [WINDOW, ...],     # only with --interval
            "workload": str}              # cgroup kinds only: unit, container or pod the path names, or ""
-    LATENCY = {"count": int, "mean_ns": float, "mean_exact": bool,
+    LATENCY = {"count": int, "unit": "ns" | "bytes" | "requests",   # of every figure below
+               "mean_ns": float, "mean_exact": bool,
                "stddev_ns", "p50_ns", "p90_ns", "p99_ns", "p99.9_ns": float,
                "min_bucket_low_ns": float,      # every sample >= this (its bucket's low bound)
                "max_bucket_high_ns": float | null,  # every sample < this; null: overflow bucket
@@ -43,7 +44,7 @@ import math
 import os
 import sys
 
-from .. import cgnames, hist, layout, stats
+from .. import cgnames, hist, layers, layout, stats
 from ..errors import BadInput
 from ..recording import Series, stages_of
 from ..fmt import spell
@@ -61,7 +62,10 @@ def _num(v):
 
 def latency_dict(series, stage, seconds, buckets=True):
     d = stats.describe(series, stage, seconds)
-    out = {"count": d["count"], "mean_ns": _num(d["mean"]), "mean_exact": d["mean_exact"]}
+    # "unit": what the *_ns figures and bucket bounds count: ns for times;
+    # bytes (size) and requests (depth) for the stages that are not times.
+    out = {"count": d["count"], "unit": layers.unit_of(stage).name, "mean_ns": _num(d["mean"]),
+           "mean_exact": d["mean_exact"]}
     for k in ("stddev",) + tuple(f"p{p:g}" for p in hist.PERCENTILES):
         out[f"{k}_ns"] = _num(d[k])
     # Bucket bounds, named so: the smallest sample is >= min_bucket_low_ns,

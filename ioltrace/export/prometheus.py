@@ -37,20 +37,47 @@ CONTENT_TYPES = {
     OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
 
-# Exported bucket edges: powers of two of nanoseconds, 2^10 ns (1.024 us) to
-# 2^36 ns (68.7 s); 27 edges, then +Inf. Decimal edges (1 us, 5 ms) are not
-# fine-bucket boundaries above 128 ns, powers of two of ns always are, and
-# 2^36 ns is where the kernel's overflow bucket starts.
-EDGE_LOG2_FIRST, EDGE_LOG2_LAST = 10, layout.MAX_LOG2 + 1   # range 5..MAX_LOG2+1
-EDGES_NS = tuple(1 << e for e in range(EDGE_LOG2_FIRST, EDGE_LOG2_LAST + 1))
-EDGE_BUCKETS = tuple(layout.bucket_of(e) for e in EDGES_NS)
-for _ns, _b in zip(EDGES_NS, EDGE_BUCKETS):
-    assert layout.BUCKET_LOW[_b] == _ns, f"edge {_ns} ns is not a fine-bucket boundary"
-# np.add.reduceat segments: [0, b0) is "below the first edge", [b_i, b_i+1)
-# lies between two edges, [b_last, NBUCKETS) is the overflow bucket.
-_SEGMENT_STARTS = np.array((0,) + EDGE_BUCKETS, dtype=np.intp)
-LE_VALUES = tuple(repr(ns / 1e9) for ns in EDGES_NS) + ("+Inf",)
-NBUCKETS_OUT = len(LE_VALUES)
+# Exported bucket edges of latencies (layers.LATENCY): powers of two of
+# nanoseconds, 2^10 ns (1.024 us) to 2^36 ns (68.7 s); 27 edges, then +Inf.
+# Decimal edges (1 us, 5 ms) are not fine-bucket boundaries above 128 ns,
+# powers of two of ns always are, and 2^36 ns is where the kernel's overflow
+# bucket starts. Stages of other units (request size, depth) have their own
+# edges and families (layers.Unit), cut the same way (Scale).
+
+
+class Scale:
+    """How one layers.Unit is exported: the fine-bucket index of each edge,
+    the np.add.reduceat segment starts ([0, b0) is below the first edge,
+    [b_i, b_i+1) between two, [b_last, NBUCKETS) above the last) and the le
+    label of each edge, then +Inf."""
+
+    def __init__(self, unit):
+        self.unit = unit
+        self.edges = tuple(unit.edges)
+        self.buckets = tuple(layout.bucket_of(e) for e in self.edges)
+        for e, b in zip(self.edges, self.buckets):
+            assert layout.BUCKET_LOW[b] == e, f"edge {e} {unit.name} is not a fine-bucket boundary"
+        self.starts = np.array((0,) + self.buckets, dtype=np.intp)
+        self.le = tuple(str(e - 1) if unit.whole else repr(e / unit.scale) for e in self.edges) + ("+Inf",)
+
+    def coarse(self, matrix):
+        """Rows of fine counts -> rows of per-segment (not cumulative) counts."""
+        return np.add.reduceat(matrix, self.starts, axis=1)
+
+    def value(self, total):
+        """A sum in the unit as exported (seconds for ns; whole counts as they are)."""
+        return total / self.unit.scale if self.unit.scale != 1 else total
+
+
+SCALES = {u.name: Scale(u) for u in (layer_decls.LATENCY, layer_decls.SIZE, layer_decls.DEPTH)}
+_LATENCY = SCALES[layer_decls.LATENCY.name]
+EDGES_NS = _LATENCY.edges
+EDGE_BUCKETS = _LATENCY.buckets
+_SEGMENT_STARTS = _LATENCY.starts
+LE_VALUES = _LATENCY.le
+# Width of the per-segment rows every stage's counts are kept in: the
+# widest unit's; a unit with fewer edges leaves its last columns 0.
+NBUCKETS_OUT = max(len(sc.le) for sc in SCALES.values())
 
 DEFAULT_MAX_SERIES = 1000   # label sets per level before folding; range 1..1e9
 # serve --by: the first keys it can export, and their labels (the levels of
@@ -74,9 +101,13 @@ def cumulative(counts):
     return np.cumsum(np.add.reduceat(np.asarray(counts, dtype=np.uint64), _SEGMENT_STARTS), dtype=np.uint64)
 
 
-def _coarse(matrix):
-    """Rows of fine counts -> rows of per-segment (not cumulative) counts."""
-    return np.add.reduceat(matrix, _SEGMENT_STARTS, axis=1)
+def _coarse(matrix, scale=_LATENCY):
+    """Rows of fine counts -> rows of per-segment (not cumulative) counts,
+    NBUCKETS_OUT wide."""
+    out = scale.coarse(matrix)
+    if out.shape[1] < NBUCKETS_OUT:
+        out = np.pad(out, ((0, 0), (0, NBUCKETS_OUT - out.shape[1])))
+    return out
 
 
 # -- escaping -------------------------------------------------------------------
@@ -215,7 +246,15 @@ class _Layer:
         self.decl = decl
         self.levels = levels
         self.stages = stages                # stage numbers with a histogram family
-        self.stage_labels = tuple(decl.stages[s] if decl.stage_label else None for s in stages)
+        units = [decl.unit(decl.stages[s]) for s in stages]
+        self.scales = tuple(SCALES[u.name] for u in units)
+        # Latencies share one family with a stage label; a stage of another
+        # unit is a family of its own.
+        self.stage_labels = tuple(decl.stages[s] if decl.stage_label and u is layer_decls.LATENCY else None
+                                  for s, u in zip(stages, units))
+        self.families = {}                  # family suffix -> positions in stages, in order
+        for si, u in enumerate(units):
+            self.families.setdefault(u.family, []).append(si)
         self.count = decl.count_field       # family of completions: "ios" or "calls"
         self.helps = decl.helps
         self.sum_fields = {s: decl.stage_sums[decl.stages[s]] for s in stages}
@@ -387,7 +426,17 @@ class Exporter:
         live_index = {k: j for j, (k, _) in enumerate(live)}
         cells = [(live_index[k], stage, arr) for (k, stage), arr in hists.items()
                  if stage in layer.stages and k in live_index]
-        coarse = _coarse(np.stack([c[2] for c in cells]).astype(np.uint64, copy=False)) if cells else None
+        coarse = None
+        if cells:
+            # Cut by each stage's unit: cells sorted by stage, one reduceat per stage.
+            cells.sort(key=lambda c: c[1])
+            stage_of = np.fromiter((c[1] for c in cells), dtype=np.intp, count=len(cells))
+            fine = np.stack([c[2] for c in cells]).astype(np.uint64, copy=False)
+            coarse = np.zeros((len(cells), NBUCKETS_OUT), dtype=np.uint64)
+            for stage, scale in zip(layer.stages, layer.scales):
+                picked = np.flatnonzero(stage_of == stage)
+                if len(picked):
+                    coarse[picked] = _coarse(fine[picked], scale)
         # What the next scrape needs to notice keys leaving the maps: the
         # coarse rows, not the Snapshot's fine arrays (8 KiB per cell).
         layer.prev = (totals, errors, [(live[kj][0], st) for kj, st, _ in cells], coarse)
@@ -482,37 +531,42 @@ class Exporter:
         rank = {j: r for r, (_, j) in enumerate(order)}
         for (j, errno), c in sorted(errors.items(), key=lambda x: (rank[x[0][0]], x[0][1])):
             out.append(f'{p}_errors_total{{{lbl[j]},errno="{escape(errno_name(errno))}"}} {c}')
-        fam = f"{p}_latency_seconds"
-        self._head(out, fam, "histogram", h_latency, om, "seconds")
-        templates = [self._hist_template(fam, stage) for stage in layer.stage_labels]
-        rows = hist.tolist()
         # Most label sets are idle between two scrapes (exited processes,
         # quiet cgroups): their text is reused when their counts are equal.
+        rows = hist.tolist()
         cache, fresh = lvl.hist_text, {}
-        for e, j in order:
-            for si, tmpl in enumerate(templates):
-                row, total_ns = rows[j * nst + si], sums[j][si]
-                hit = cache.get((e, si))
-                if hit is not None and hit[0] == total_ns and hit[1] == row:
-                    text = hit[2]
-                else:
-                    text = tmpl.format(lbl[j], total_ns / 1e9, *row)
-                fresh[(e, si)] = (total_ns, row, text)
-                out.append(text)
+        for family, positions in layer.families.items():
+            unit = layer.scales[positions[0]].unit
+            fam = f"{p}_{family}"
+            self._head(out, fam, "histogram", unit.help.format(what=lvl.what) if unit.help else h_latency, om,
+                       unit.prom_unit)
+            templates = [(si, self._hist_template(fam, layer.stage_labels[si], layer.scales[si]))
+                         for si in positions]
+            for e, j in order:
+                for si, tmpl in templates:
+                    row, total = rows[j * nst + si], sums[j][si]
+                    hit = cache.get((e, si))
+                    if hit is not None and hit[0] == total and hit[1] == row:
+                        text = hit[2]
+                    else:
+                        text = tmpl.format(lbl[j], layer.scales[si].value(total), *row)
+                    fresh[(e, si)] = (total, row, text)
+                    out.append(text)
         lvl.hist_text = fresh
 
-    def _hist_template(self, fam, stage):
+    def _hist_template(self, fam, stage, scale=_LATENCY):
         """One str.format call per histogram writes its buckets, sum and
-        count: {0} is the label text, {1} the sum, {2}... the bucket counts.
-        stage None: a layer with one histogram, no stage label."""
+        count: {0} is the label text, {1} the sum, {2}... the bucket counts
+        (a row may be wider than the unit's edges: the rest is unused).
+        stage None: a family with one histogram, no stage label."""
         key = (fam, stage)
         t = self._templates.get(key)
         if t is None:
             st = "" if stage is None else f',stage="{stage}"'
             lines = [f'{fam}_bucket{{{{{{0}}{st},le="{le}"}}}} {{{i + 2}}}'
-                     for i, le in enumerate(LE_VALUES)]
+                     for i, le in enumerate(scale.le)]
             lines.append(f'{fam}_sum{{{{{{0}}{st}}}}} {{1!r}}')
-            lines.append(f'{fam}_count{{{{{{0}}{st}}}}} {{{len(LE_VALUES) + 1}}}')
+            lines.append(f'{fam}_count{{{{{{0}}{st}}}}} {{{len(scale.le) + 1}}}')
             t = self._templates[key] = "\n".join(lines)
         return t
 

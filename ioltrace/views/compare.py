@@ -10,7 +10,7 @@ lines; computes no statistics itself.
 import math
 import textwrap
 
-from .. import fmt, stats
+from .. import fmt, layers, stats
 from .hist import title
 from .report import kernel_footer
 
@@ -47,8 +47,19 @@ def _ratio(t):
     return f"{t.ratio:.2f} [{t.low:.2f}, {high}]"
 
 
-def verdict(tests):
+def _in_unit(figures, stage):
+    """The figures with times shown in the stage's unit (size: bytes; depth: requests)."""
+    unit = layers.unit_of(stage).name
+    if unit == "ns":
+        return figures
+    return tuple((label, key, (lambda v: fmt.value(v, unit)) if show is fmt.ns else show)
+                 for label, key, show in figures)
+
+
+def verdict(tests, stage=None):
     """One line: which way B differs from A, judged by the tested statistics."""
+    unit = layers.unit_of(stage).name
+    up, down = ("slower", "faster") if unit == "ns" else ("larger", "smaller")
     if not tests:
         return None
     sig = [t for t in tests if t.significant]
@@ -59,13 +70,13 @@ def verdict(tests):
         return f"=> distributions differ (KS distance {tests[-1].ratio:.3f}, {p_is(tests[-1].p)})"
 
     def part(t):
-        size = f"x{t.ratio:.2f}" if t.ratio == t.ratio else f"{fmt.ns(t.a)} -> {fmt.ns(t.b)}"
+        size = f"x{t.ratio:.2f}" if t.ratio == t.ratio else f"{fmt.value(t.a, unit)} -> {fmt.value(t.b, unit)}"
         return f"{t.stat} {size} ({p_is(t.p)})"
 
     ways = {t.b > t.a for t in moved}
     if len(ways) == 1:
-        return f"=> B {'slower' if ways.pop() else 'faster'}: " + ", ".join(map(part, moved)) + ", significant"
-    return "=> B differs: " + ", ".join(part(t) + (" slower" if t.b > t.a else " faster") for t in moved) + \
+        return f"=> B {up if ways.pop() else down}: " + ", ".join(map(part, moved)) + ", significant"
+    return "=> B differs: " + ", ".join(part(t) + (f" {up}" if t.b > t.a else f" {down}") for t in moved) + \
         ", significant"
 
 
@@ -90,7 +101,7 @@ def _title(c, width=80):
 def render_pair(c):
     lines = ["", _title(c), f"  {'':<8}{'A':>12}{'B':>12}{'change':>10}   {'B/A [95% interval]':<22}{'p':>8}"]
     tests = {t.stat: t for t in c.tests}
-    for label, key, show in FIGURES:
+    for label, key, show in _in_unit(FIGURES, c.stage):
         va = c.a[key] if c.a else None
         vb = c.b[key] if c.b else None
         line = (f"  {label:<8}{show(va) if va is not None else '-':>12}{show(vb) if vb is not None else '-':>12}"
@@ -103,7 +114,7 @@ def render_pair(c):
     if t is not None:
         lines.append(f"  {'dist':<8}{'KS distance ' + format(t.ratio, '.3f'):>34}   {'':<22}{pvalue(t.p):>8}"
                      f"{' *' if t.significant else ''}")
-    v = verdict(c.tests)
+    v = verdict(c.tests, c.stage)
     if v:
         lines.append("  " + v)
     return lines
@@ -111,7 +122,7 @@ def render_pair(c):
 
 def render_runs(c, n_a, n_b):
     lines = ["", _title(c), f"  {'':<8}{'':<5}{'mean':>10}{'min':>10}{'max':>10}{'sd%':>7}{'change':>10}{'p':>8}"]
-    for label, key, show in RUN_FIGURES:
+    for label, key, show in _in_unit(RUN_FIGURES, c.stage):
         sa, sb, p, smallest = c.runs[key]
         for side, s in (("A", sa), ("B", sb)):
             if s["n"] == 0:

@@ -4,13 +4,14 @@ Takes Groups (group.by_key) and returns text; the fine kernel buckets are
 drawn as power-of-two rows but every statistic uses the fine buckets.
 """
 
-from .. import cgnames, fmt, hist
+from .. import cgnames, fmt, hist, layers
 
 BAR_WIDTH = 40
 
 
-def render_hist(counts, unit_ns, unit_name):
-    rows = hist.coarse_rows(counts, unit_ns)
+def render_hist(counts, unit_ns, unit_name, whole=False):
+    """Rows of times in unit_ns units, or of whole counts (sizes, depths)."""
+    rows = hist.whole_rows(counts) if whole else hist.coarse_rows(counts, unit_ns)
     if not rows:
         return []
     top = max(c for _, _, c in rows) or 1
@@ -28,7 +29,7 @@ def title(g, stage, width=80):
         tail += f"  disk {gid.disk}"
     if gid.op != "*":
         tail += f"  {gid.op}"
-    tail += "  syscall time" if stage == "latency" else f"  {stage} time"
+    tail += "  syscall time" if stage == "latency" else "  " + layers.unit_of(stage).what.format(stage=stage)
     prefix = {"process": f"PID {gid.key} (", "thread": f"TID {gid.key} (", "cgroup": "cgroup ",
               "cgroup-v1": "cgroup-v1 ", "disk": "disk "}.get(gid.kind, "")
     close = ")" if gid.kind in ("process", "thread") else ""
@@ -41,14 +42,15 @@ def title(g, stage, width=80):
 
 def stats_lines(g, stage, seconds):
     counts = g.hists.get(stage)
+    unit = layers.unit_of(stage)
     exact = (g.sums or {}).get(stage, {"queue": g.queue_ns, "device": g.device_ns,
                                         "total": g.queue_ns + g.device_ns}.get(stage))
-    s = hist.summary(counts, exact) if counts is not None else hist.summary(hist.empty())
+    s = hist.summary(counts if counts is not None else hist.empty(), exact, unit.whole)
     secs = max(seconds, 1e-9)
     line1 = (f"  count {g.ios}  IOPS {g.ios / secs:.1f}  {fmt.rate(g.bytes / secs)}"
-             f"  mean {fmt.ns(s['mean'])}  stddev {fmt.ns(s['stddev'])}")
-    line2 = (f"  {fmt.min_max(s)}  "
-             + "  ".join(f"p{p:g} {fmt.ns(s[f'p{p:g}'])}" for p in hist.PERCENTILES))
+             f"  mean {fmt.value(s['mean'], unit.name)}  stddev {fmt.value(s['stddev'], unit.name)}")
+    line2 = (f"  {fmt.min_max(s, unit.name)}  "
+             + "  ".join(f"p{p:g} {fmt.value(s[f'p{p:g}'], unit.name)}" for p in hist.PERCENTILES))
     lines = [line1, line2]
     if g.errors:
         lines.append("  errors " + (", ".join(f"{fmt.errno_name(e)}={n}" for e, n in sorted(g.errnos.items()))
@@ -67,7 +69,8 @@ def render(groups, stages, seconds, millis=False):
                 continue
             out.append("")
             out.append(title(g, stage))
-            out.extend(render_hist(counts, unit_ns, unit_name))
+            unit = layers.unit_of(stage)
+            out.extend(render_hist(counts, unit_ns, unit.heading or unit_name, unit.whole))
             out.extend(stats_lines(g, stage, seconds))
             shown = True
         # The stats map is read before the hist map, so I/Os completing

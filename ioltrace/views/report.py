@@ -31,12 +31,13 @@ def header(sel):
     return f"Report of {files}: {sel.seconds:.1f}s recorded, by {sel.by}"
 
 
-def figure_lines(d, errnos=None, per_s="IOPS"):
-    """The two summary lines of the live views, from a describe() dict."""
-    mean = fmt.ns(d["mean"]) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
+def figure_lines(d, errnos=None, per_s="IOPS", unit="ns"):
+    """The two summary lines of the live views, from a describe() dict;
+    figures in the stage's unit (layers.Unit.name)."""
+    mean = fmt.value(d["mean"], unit) + ("" if d["mean_exact"] or d["count"] == 0 else "~")
     lines = [f"  count {d['ios']}  {per_s} {d['iops']:.1f}  {fmt.rate(d['bytes_per_s'])}"
-             f"  mean {mean}  stddev {fmt.ns(d['stddev'])}",
-             f"  {fmt.min_max(d)}  " + "  ".join(f"{p} {fmt.ns(d[p])}" for p in PCTS)]
+             f"  mean {mean}  stddev {fmt.value(d['stddev'], unit)}",
+             f"  {fmt.min_max(d, unit)}  " + "  ".join(f"{p} {fmt.value(d[p], unit)}" for p in PCTS)]
     if d["errors"]:
         lines.append("  errors " + (", ".join(f"{k}={v}" for k, v in errnos) if errnos else str(d["errors"])))
     return lines
@@ -48,7 +49,9 @@ def window_lines(sel, series, stage):
         secs = sel.window_seconds.get(w, sel.window)
         d = stats.describe(Series(series.id, series.layer, wc, wh, {}), stage, secs)
         span = f"{w * sel.window:g}-{(w + 1) * sel.window:g}s"
-        lines.append(f"  {span:<13} {d['count']:>8} {d['iops']:>9.1f} " + " ".join(f"{fmt.ns(d[p]):>8}" for p in PCTS))
+        unit = layers.unit_of(stage).name
+        lines.append(f"  {span:<13} {d['count']:>8} {d['iops']:>9.1f} "
+                     + " ".join(f"{fmt.value(d[p], unit):>8}" for p in PCTS))
     return lines
 
 
@@ -68,10 +71,11 @@ def render(sel, stages=(), millis=False):
             if not counts.any():
                 continue
             out += ["", title(s, stage) + (merged if s.id.disk == "*" and s.layer != "syscall" else "")]
-            out += render_hist(counts, unit_ns, unit_name)
+            unit = layers.unit_of(stage)
+            out += render_hist(counts, unit_ns, unit.heading or unit_name, unit.whole)
             d = stats.describe(s, stage, sel.seconds)
             approx |= not d["mean_exact"]
-            out += figure_lines(d, errnos, "calls/s" if s.layer == "syscall" else "IOPS")
+            out += figure_lines(d, errnos, "calls/s" if s.layer == "syscall" else "IOPS", unit.name)
             if sel.window is not None:
                 out += window_lines(sel, s, stage)
     if not any(s.hists for s in sel.series):

@@ -78,7 +78,7 @@ def by_cgroup_disk(snap):
 
 def assert_no_negative(d):
     for t in list(d.totals.values()) + list(d.sys_totals.values()):
-        assert min(t[:-1]) >= 0, t
+        assert min(v for f, v in zip(t._fields, t) if f != "comm") >= 0, t
     for arr in list(d.hists.values()) + list(d.sys_hists.values()):
         assert arr.dtype == np.uint64 and int(arr.max(initial=0)) < 1 << 62, "wrapped below zero"
     assert min(list(d.errors.values()) + [0]) >= 0

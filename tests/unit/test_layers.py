@@ -49,7 +49,11 @@ def test_every_layer_owns_snapshot_fields_and_folding_covers_the_folding_ones():
     assert set(maps.CELL_FIELDS) == {f for layer in layers.ALL if layer.folds for f in layer.fields if f}
     assert not set(layers.LOOP.fields) & set(maps.CELL_FIELDS)
     for layer in layers.ALL:
-        assert layer.totals._fields[-1] == "comm"
+        assert "comm" in layer.totals._fields
+        # Every stage has its exact sum in totals fields, and a Unit.
+        assert set(layer.stage_sums) == set(layer.stages)
+        assert all(f in layer.totals._fields for fs in layer.stage_sums.values() for f in fs)
+        assert set(layer.optional) <= set(layer.stages) and set(layer.units or {}) <= set(layer.stages)
         assert set(layer.key._fields) >= {"tgid"}
         assert all(m.full in layer.counters for m in layer.maps if m.full)
 

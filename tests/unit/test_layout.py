@@ -22,11 +22,12 @@ HEADER = REPO / "bpf" / "ioltrace.h"
 
 # struct name in C -> (layout.py class, field names in C order)
 STRUCTS = {
-    "iolt_rq": (layout.Rq, ("sector", "dev", "tgid", "start_ns", "issue_ns", "cgid", "comm", "tid", "_pad")),
+    "iolt_rq": (layout.Rq, ("sector", "dev", "tgid", "start_ns", "issue_ns", "cgid", "comm", "tid", "depth")),
     "iolt_stat_key": (layout.StatKey, ("cgid", "tgid", "tid", "dev", "op", "blkcg")),
     "iolt_rqp": (layout.Rqp, ("rq", "start_ns", "issue_ns", "cgid", "blkcg", "comm", "tgid", "tid", "dev", "op",
-                              "left", "size")),
-    "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm")),
+                              "left", "size", "depth", "_pad")),
+    "iolt_stat": (layout.Stat, ("ios", "bytes", "errors", "queue_ns", "device_ns", "comm", "size_sum",
+                                "depth_sum")),
     "iolt_hist_key": (layout.HistKey, ("k", "stage", "bucket")),
     "iolt_err_key": (layout.ErrKey, ("k", "err", "_pad")),
     "iolt_sc_start": (layout.ScStart, ("ts", "sc", "_pad")),
@@ -143,6 +144,7 @@ def _expected_constants():
         "IOLT_STATS_ENTRIES": layout.DEFAULT_STATS_ENTRIES,
         "IOLT_HIST_ENTRIES": layout.DEFAULT_HIST_ENTRIES,
         "IOLT_ERRS_ENTRIES": layout.DEFAULT_ERRS_ENTRIES,
+        "IOLT_DEPTH_DISKS": layout.DEPTH_DISKS,
     }
     exp.update({f"IOLT_OP_{n.upper()}": i for i, n in enumerate(layout.OPS)})
     exp.update({f"IOLT_STAGE_{n.upper()}": i for i, n in enumerate(layout.STAGES)})
@@ -186,6 +188,7 @@ def test_struct_layout_matches_gcc(c_facts, cname):
     cls, fields = STRUCTS[cname]
     assert [f for f, _ in cls._fields_] == list(fields)
     assert ctypes.sizeof(cls) == sizes[cname]
+    assert sizes[cname] % 8 == 0   # every struct stays 8-byte aligned (iolt_rqp: size, depth, _pad)
     assert {f: getattr(cls, f).offset for f in fields} == {f: offs[(cname, f)] for f in fields}
 
 

@@ -83,12 +83,12 @@ def test_delta():
     k3 = dict(K1, op=2)
     prev = snap(1, stats=[(K1, (3, 300, 1, 30, 60, b"a")), (K2, (5, 500, 0, 50, 90, b"b"))],
                 hists=[(K1, 1, 10, 3), (K2, 1, 20, 5)], errs=[(K1, -errno.EIO, 1), (K2, -errno.ENOSPC, 2)],
-                counters=[1, 0, 0, 0, 0, 0, 0] + [0] * len(layout.FILTERED_COUNTERS))
+                counters=[1, 0, 0, 0, 0, 0, 0] + [0] * (len(layout.COUNTERS) - 7))
     cur = snap(2, stats=[(K1, (7, 700, 2, 71, 160, b"a")), (K2, (5, 500, 0, 50, 90, b"b")),
                          (k3, (2, 0, 2, 4, 6, b"c"))],
                hists=[(K1, 1, 10, 4), (K1, 1, 11, 3), (K2, 1, 20, 5), (k3, 0, 1, 2)],
                errs=[(K1, -errno.EIO, 2), (K2, -errno.ENOSPC, 2), (k3, -errno.ENOSPC, 2)],
-               counters=[4, 2, 0, 0, 0, 0, 1] + [0] * len(layout.FILTERED_COUNTERS))
+               counters=[4, 2, 0, 0, 0, 0, 1] + [0] * (len(layout.COUNTERS) - 7))
     d = maps.delta(cur, prev)
     k1, k3k = Key(**K1), Key(**k3)
     assert d.time_ns == 2

@@ -26,8 +26,8 @@ def bad_files(tmp_path):
         "missing": (str(tmp_path / "nope.csv"), "no such file"),
         "empty": (text_file(tmp_path, "empty.csv", ""), "1: not an ioltrace recording"),
         "not_a_recording": (text_file(tmp_path, "notes.csv", "a,b,c\r\n1,2,3\r\n"), "1: not an ioltrace recording"),
-        "version_3": (text_file(tmp_path, "v3.csv", pre.replace(" 2 ", " 3 ") + HEADER + "\r\n" + GOOD_ROW + "\r\n"),
-                      "1: recording format version '3'"),
+        "version_4": (text_file(tmp_path, "v4.csv", pre.replace(f" {rec.FORMAT_VERSION} ", " 4 ") + HEADER + "\r\n"
+                                + GOOD_ROW + "\r\n"), "1: recording format version '4'"),
         "layout_in_preamble": (text_file(tmp_path, "sub4.csv", pre.replace("sub_bits=5", "sub_bits=4") + HEADER
                                          + "\r\n" + GOOD_ROW + "\r\n"), "1: bucket layout"),
         "layout_in_rows": (text_file(tmp_path, "rows.csv", pre + HEADER + "\r\n" + GOOD_ROW + "\r\n"

@@ -212,7 +212,7 @@ def test_old_recordings_report_by_a_pair(tmp_path):
     # Format 1 (no layer column) too.
     v1 = tmp_path / "v1.csv"
     lines = open(path, newline="").read().split("\r\n")
-    head = lines[0].replace("# ioltrace-csv 2", "# ioltrace-csv 1").split("\n")
+    head = lines[0].replace(f"# ioltrace-csv {rec.FORMAT_VERSION}", "# ioltrace-csv 1").split("\n")
     cols = head[1].split(",")
     at = cols.index("layer")
     body = [",".join(c for i, c in enumerate(line.split(",")) if i != at) for line in lines[1:] if line]
