@@ -574,7 +574,7 @@ def _require_tracing():
     return root
 
 
-def _main_text(path, pasted=("filter.h",) + tuple(s.header for s in layer_decls.STREAMS)):
+def _main_text(path, pasted=("filter.h", "depth.h") + tuple(s.header for s in layer_decls.STREAMS)):
     out = [f'#line 1 "{path}"']
     for n, line in enumerate(path.read_text().splitlines(), 1):
         name = line.split('"')[1] if line.startswith("#include \"") else None
@@ -592,7 +592,7 @@ def compile_bpf(BPF, paths, flags, verbose):
     # bcc generates the records of TRACEPOINT_PROBE and turns BPF_HASH
     # declarations into maps only in the main file, so the programs are
     # joined as text, and filter.h (which declares a map) is pasted in, not
-    # #included (snoop.h alike); #line keeps the compiler's messages naming file and line.
+    # #included (depth.h and snoop.h alike); #line keeps the compiler's messages naming file and line.
     text = "".join(_main_text(Path(p)) for p in paths)
     # bcc prints compiler errors to fd 2 itself; keep them for -v only.
     with tempfile.TemporaryFile() as log:
