@@ -333,6 +333,34 @@ RAW_TRACEPOINT_PROBE(block_getrq)
 	return 0;
 }
 
+/* RQF_FLUSH_SEQ: (1 << 4) in include/linux/blk-mq.h up to 6.4 (before
+ * block_io_start, the kernels this part is built for). */
+#define IOLT_RQF_FLUSH_SEQ (1u << 4)
+
+/* A completion of the data step of a flush sequence (a write with REQ_FUA
+ * or REQ_PREFLUSH on a disk that needs the flush machinery: data, then a
+ * post-flush). Its request completes again, with 0 bytes, when the
+ * sequence ends (blk_flush_complete_seq, REQ_FSEQ_DONE), and only then
+ * does the disk count it (blk_account_io_done skips RQF_FLUSH_SEQ): the
+ * slot is kept for that completion, whose bio (restored by then) was
+ * noted at block_getrq and is forgotten here. */
+static __always_inline int flush_data_step(void *rqptr, u32 nr_bytes)
+{
+	u32 rqf = 0;
+	if (!nr_bytes)
+		return 0;
+	READ(rqf, rqptr, IOLT_OFF_RQ_RQ_FLAGS);
+	if (!(rqf & IOLT_RQF_FLUSH_SEQ))
+		return 0;
+	void *bio = 0;
+	READ(bio, rqptr, IOLT_OFF_RQ_BIO);
+	if (bio) {
+		u64 key = (u64)bio;
+		flushbios.delete(&key);
+	}
+	return 1;
+}
+
 /* The slot of a flush-machinery request at its completion, or 0. */
 static __always_inline struct iolt_rqp *flush_seq(void *rqptr, struct rq_fields *f, u32 dev)
 {
@@ -429,7 +457,10 @@ static __always_inline void snoop_rqp(void *rqptr, struct iolt_rqp *rq, u64 star
 	READ(flags, rqptr, IOLT_OFF_RQ_CMD_FLAGS);
 	READ(sector, rqptr, IOLT_OFF_RQ_SECTOR);
 	u32 size = rq->size ? rq->size : nr_bytes;
-	u32 before = size > rq->left ? size - rq->left : 0;
+	/* A last completion of 0 bytes with nothing left ends a flush
+	 * sequence (flush_data_step): its data completed whole, and the
+	 * kernel does not move __sector for a request that completes whole. */
+	u32 before = size > rq->left && nr_bytes ? size - rq->left : 0;
 	/* As blk_rq_trace_sector(): a request whose position was never set
 	 * (the flush machinery's flush_rq) holds (sector_t)-1; records say 0. */
 	ev->sector = sector == (u64)-1 ? 0 : sector - (before >> 9);
@@ -509,6 +540,12 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	 * request then counts at its first completion, as on the classic path. */
 	int done = nr_bytes >= rq->left;
 	s32 err = status_errno((u8)ctx->args[1]);
+#ifdef IOLT_FLUSH_BIOS
+	if (done && flush_data_step(rqptr, nr_bytes)) {
+		done = 0;          /* counted at the sequence's end, as the disk counts it */
+		rq->left = nr_bytes;
+	}
+#endif
 
 	struct iolt_stat_key sk = {};
 	sk.cgid = rq->cgid;

@@ -28,6 +28,7 @@ OFFSETS = {
     "IOLT_OFF_RQ_DATA_LEN": ("request", "__data_len", 4),
     "IOLT_OFF_RQ_SECTOR": ("request", "__sector", 8),
     "IOLT_OFF_RQ_BIO": ("request", "bio", 8),
+    "IOLT_OFF_RQ_RQ_FLAGS": ("request", "rq_flags", 4),
     "IOLT_OFF_Q_DISK": ("request_queue", "disk", 8),
     "IOLT_OFF_DISK_MAJOR": ("gendisk", "major", 4),
     "IOLT_OFF_DISK_FIRST_MINOR": ("gendisk", "first_minor", 4),

@@ -10,7 +10,8 @@ from ioltrace.errors import KernelUnsupported
 
 # struct -> [(member, byte offset, kind)], kind "ptr", "u32", "u64" or a struct name (embedded)
 KERNEL = {
-    "request": [("q", 0, "ptr"), ("cmd_flags", 24, "u32"), ("__data_len", 44, "u32"), ("__sector", 48, "u64"),
+    "request": [("q", 0, "ptr"), ("cmd_flags", 24, "u32"), ("rq_flags", 28, "u32"), ("__data_len", 44, "u32"),
+                ("__sector", 48, "u64"),
                 ("bio", 56, "ptr")],
     "request_queue": [("disk", 104, "ptr")],
     "gendisk": [("major", 0, "u32"), ("first_minor", 4, "u32")],
