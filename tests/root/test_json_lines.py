@@ -23,8 +23,12 @@ def dd(loop, bs=BS, count=COUNT, extra=()):
     return ["dd", "if=/dev/zero", f"of={loop.path}", f"bs={bs}", f"count={count}", "oflag=direct", *extra]
 
 
-def key_lines(lines, **match):
-    return [d for d in lines if d["kind"] != "kernel" and all(d.get(k) == v for k, v in match.items())]
+def key_lines(lines, name=None, **match):
+    """Key lines matching every field; name matches any of a row's names: a
+    pid that exec'd dd shows "dd|sh" when its shell, before the exec, read
+    from a disk too (the dd binary, with a cold page cache)."""
+    return [d for d in lines if d["kind"] != "kernel" and all(d.get(k) == v for k, v in match.items())
+            and (name is None or name in (d.get("name") or "").split("|"))]
 
 
 def check_counted(mine, kernel):
