@@ -23,7 +23,7 @@
 #
 # Environment:
 #   IOLTRACE_VM_CACHE         image cache (${XDG_CACHE_HOME:-~/.cache}/ioltrace/vm)
-#   IOLTRACE_VM_TIMEOUT       s from boot to result (1800; --check: 300)
+#   IOLTRACE_VM_TIMEOUT       s from boot to result (3600: the guest's tests take 12-13 min on a quiet machine, over 30 beside stress-ng --cpu 2 --io 1; --check: 300)
 #   IOLTRACE_VM_BOOT_TIMEOUT  s from qemu start to the guest's init (300)
 #   IOLTRACE_VM_MEMORY        guest MiB (3072)       IOLTRACE_VM_CPUS  guest CPUs (2)
 #   IOLTRACE_VM_ACCEL         auto, kvm or tcg (auto: KVM if it boots the guest, else TCG)
@@ -77,7 +77,7 @@ memory=${IOLTRACE_VM_MEMORY:-3072}
 cpus=${IOLTRACE_VM_CPUS:-2}
 accel=${IOLTRACE_VM_ACCEL:-auto}
 boot_timeout=${IOLTRACE_VM_BOOT_TIMEOUT:-300}
-if [ "$mode" = check ]; then timeout=${IOLTRACE_VM_TIMEOUT:-300}; else timeout=${IOLTRACE_VM_TIMEOUT:-1800}; fi
+if [ "$mode" = check ]; then timeout=${IOLTRACE_VM_TIMEOUT:-300}; else timeout=${IOLTRACE_VM_TIMEOUT:-3600}; fi
 for setting in "memory=$memory" "cpus=$cpus" "boot_timeout=$boot_timeout" "timeout=$timeout"; do
     case ${setting#*=} in
         ''|*[!0-9]*|0) echo "vm-test: $setting: must be a positive integer (see --help)" >&2; exit 5 ;;
