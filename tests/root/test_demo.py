@@ -133,11 +133,22 @@ def test_throttle_demo_holds_the_limited_group_at_its_limit():
     window = [(t, b) for t, b in moving if t >= t0]
     assert len(window) >= 2 and window[-1][0] - window[0][0] >= 3, (samples, p.stdout)
     rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-    assert abs(rate - limit) <= 0.15 * limit, (rate, limit)
-    # The demo's own line for the limited group and its verdict agree.
+    # The throttle holds the group at or below its limit; below it when its
+    # reader cannot keep up (an emulated guest beside stress-ng reached 0.87
+    # of it), which the demo must then say instead of "held".
+    assert 0.5 * limit <= rate <= 1.15 * limit, (rate, limit)
+    # The demo's own line for the limited group and its verdict agree with
+    # the kernel's rate the test measured.
     row = re.search(r"^\s+limited\s+(\S+)\s+(\S+)\s+(\S+)\s+([\d.]+)ms", p.stdout, re.M)
     assert row, p.stdout
-    assert "was HELD at its limit" in p.stdout, p.stdout
+    tolerance = demo.THROTTLE_TOLERANCE * limit
+    said = " ".join(p.stdout.split())     # the verdict wraps at the terminal's width
+    if abs(rate - limit) <= 0.5 * tolerance:
+        assert "was HELD at its limit" in said, p.stdout
+    elif rate < limit - 1.5 * tolerance:
+        assert "was NOT held at its limit" in said and "read less than the limit allows" in said, p.stdout
+    else:
+        assert "was HELD at its limit" in said or "was NOT held at its limit" in said, p.stdout
     kernel = row.group(3)
     assert kernel.endswith("M/s") and abs(float(kernel[:-3]) * 2**20 - rate) <= 0.1 * limit, (kernel, rate)
     # One read at a time, held to the limit: each pread64 takes read size /
