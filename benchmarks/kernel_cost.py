@@ -236,6 +236,25 @@ def report(samples, rounds, runtime, dio):
     return text, verdicts
 
 
+def run_rounds(tlist, dev, rounds, runtime):
+    """Every (name, make) tracer of tlist measured once per round on dev
+    after a warm-up, the order rotated each round, progress on stdout:
+    {tracer: {workload: [samples]}}."""
+    samples = {n: {w: [] for w, _ in WORKLOADS} for n, _ in tlist}
+    B.fio(dev, ioengine="psync", iodepth=1, runtime=1)  # warm the device and fio
+    for r in range(rounds):
+        order = tlist[r % len(tlist):] + tlist[:r % len(tlist)]
+        for tname, make in order:
+            t0 = time.monotonic()
+            res = measure(make(), dev, runtime)
+            for w, s in res.items():
+                samples[tname][w].append(s)
+            print(f"round {r + 1}/{rounds} {tname:22s} " + "  ".join(
+                f"{w}: {fmt_ns(s['ns_per_io'])} ns/IO" for w, s in res.items())
+                + f"  ({time.monotonic() - t0:.0f} s)", flush=True)
+    return samples
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s workloads")
@@ -248,20 +267,9 @@ def main(argv=None):
     B.need_root_tools("fio", "bpftrace", "bpftool", "losetup")
     env = B.environment()
     tlist = tracers()
-    samples = {n: {w: [] for w, _ in WORKLOADS} for n, _ in tlist}
     try:
         with B.loop_device() as (dev, dio), B.bpf_stats_enabled():
-            B.fio(dev, ioengine="psync", iodepth=1, runtime=1)  # warm the device and fio
-            for r in range(rounds):
-                order = tlist[r % len(tlist):] + tlist[:r % len(tlist)]
-                for tname, make in order:
-                    t0 = time.monotonic()
-                    res = measure(make(), dev, runtime)
-                    for w, s in res.items():
-                        samples[tname][w].append(s)
-                    print(f"round {r + 1}/{rounds} {tname:22s} " + "  ".join(
-                        f"{w}: {fmt_ns(s['ns_per_io'])} ns/IO" for w, s in res.items())
-                        + f"  ({time.monotonic() - t0:.0f} s)", flush=True)
+            samples = run_rounds(tlist, dev, rounds, runtime)
     except KeyboardInterrupt:
         print("interrupted; cleaned up", file=sys.stderr)
         return 130

@@ -20,7 +20,6 @@ Run: /usr/bin/python3 benchmarks/size_depth.py [--quick] [--rounds N] [--runtime
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.support, ioltrace
@@ -83,20 +82,9 @@ def main(argv=None):
     B.need_root_tools("fio", "bpftool", "losetup")
     env = B.environment()
     tlist = tracers()
-    samples = {n: {w: [] for w, _ in K.WORKLOADS} for n, _ in tlist}
     try:
         with B.loop_device() as (dev, dio), B.bpf_stats_enabled():
-            B.fio(dev, ioengine="psync", iodepth=1, runtime=1)  # warm the device and fio
-            for r in range(rounds):
-                order = tlist[r % len(tlist):] + tlist[:r % len(tlist)]
-                for tname, make in order:
-                    t0 = time.monotonic()
-                    res = K.measure(make(), dev, runtime)
-                    for w, s in res.items():
-                        samples[tname][w].append(s)
-                    print(f"round {r + 1}/{rounds} {tname:22s} " + "  ".join(
-                        f"{w}: {K.fmt_ns(s['ns_per_io'])} ns/IO" for w, s in res.items())
-                        + f"  ({time.monotonic() - t0:.0f} s)", flush=True)
+            samples = K.run_rounds(tlist, dev, rounds, runtime)
     except KeyboardInterrupt:
         print("interrupted; cleaned up", file=sys.stderr)
         return 130
