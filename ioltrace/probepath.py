@@ -8,11 +8,14 @@ the BTF file, never bcc; the choice says what it found and why, for -v and
 `doctor`.
 """
 
+import hashlib
+import json
 import os
 from typing import NamedTuple
 
 from . import btf
 from .errors import KernelUnsupported
+from .headers import cache_dir
 
 MODES = ("auto", "raw", "classic")
 # Where BTF is read from; IOLTRACE_BTF points elsewhere (tests simulate a
@@ -127,10 +130,51 @@ def btf_path():
 
 def find_offsets(path=None):
     """(offsets, problems): every offset (and flag bit, ENUMERATORS) BTF
-    gives, and what it lacks."""
+    gives, and what it lacks. Remembered per BTF blob (cached_offsets)."""
     path = path or btf_path()
     try:
-        types = btf.Btf.load(path)
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return {}, [f"cannot read {path}: {e.strerror}"]
+    return cached_offsets(data, lambda: _offsets_in(data))
+
+
+# Parsing the whole of vmlinux's BTF (5 MB, 100,000 types) takes 0.2 s here
+# and 2-4 s under qemu's software emulation, at every start; what it yields
+# depends only on the blob and on what is looked up (OFFSETS, ENUMERATORS),
+# so the result is kept under the cache directory, named by a digest of both.
+def _digest(data):
+    h = hashlib.blake2b(data, digest_size=16)
+    h.update(repr((sorted(OFFSETS.items()), sorted(ENUMERATORS.items()))).encode())
+    return h.hexdigest()
+
+
+def cached_offsets(data, compute, cache=None):
+    """compute()'s (offsets, problems) for the BTF blob `data`, from the
+    cache when it holds them; a cache that cannot be read or written is
+    passed by (it only saves time)."""
+    file = (cache or cache_dir()) / "btf" / f"{_digest(data)}.json"
+    try:
+        got = json.loads(file.read_text())
+        if isinstance(got.get("offsets"), dict) and isinstance(got.get("problems"), list):
+            return {str(k): int(v) for k, v in got["offsets"].items()}, [str(p) for p in got["problems"]]
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    offsets, problems = compute()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"offsets": offsets, "problems": problems}))
+        os.replace(tmp, file)
+    except OSError:
+        pass
+    return offsets, problems
+
+
+def _offsets_in(data):
+    try:
+        types = btf.Btf(data)
     except btf.BtfError as e:
         return {}, [e.what]
     found, problems = {}, []

@@ -161,3 +161,48 @@ def test_request_fields_within_a_window_are_read_at_once(tmp_path, monkeypatch):
     assert probepath.rq_window({n: off + 8 for n, off in path.offsets.items()}) == (8, 64)
     monkeypatch.setenv(probepath.WINDOW_ENV, "0")
     assert not any("WIN" in f for f in path.cflags())
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Offsets are cached per BTF blob (probepath.cached_offsets): here in a
+    directory of the test's own, never the user's."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("IOLTRACE_CACHE", str(cache))
+    return cache
+
+
+def test_offsets_come_from_the_cache_on_the_second_start(tmp_path, private_cache, monkeypatch):
+    path = write(tmp_path, KERNEL)
+    first = probepath.find_offsets(path)
+    assert list((private_cache / "btf").glob("*.json"))
+
+    def no_parse(data):
+        raise AssertionError("BTF parsed again although the cache holds its offsets")
+
+    monkeypatch.setattr(probepath.btf, "Btf", no_parse)
+    assert probepath.find_offsets(path) == first
+
+
+def test_a_different_blob_or_lookup_table_is_not_served_from_the_cache(tmp_path, private_cache, monkeypatch):
+    path = write(tmp_path, KERNEL)
+    found, problems = probepath.find_offsets(path)
+    assert found["IOLT_OFF_CGROUP_KN"] == 256 and not problems
+    moved = {**KERNEL, "cgroup": [("level", 216, "u32"), ("kn", 248, "ptr")]}
+    assert probepath.find_offsets(write(tmp_path, moved))[0]["IOLT_OFF_CGROUP_KN"] == 248
+    monkeypatch.setitem(probepath.OFFSETS, "IOLT_OFF_EXTRA", ("request", "nosuchfield", 4))
+    found, problems = probepath.find_offsets(path)
+    assert any("nosuchfield" in p for p in problems)
+
+
+def test_a_damaged_or_unwritable_cache_is_passed_by(tmp_path, private_cache):
+    path = write(tmp_path, KERNEL)
+    want = probepath.find_offsets(path)
+    for f in (private_cache / "btf").glob("*.json"):
+        f.write_text('{"offsets": [1, 2')
+    assert probepath.find_offsets(path) == want
+    for f in (private_cache / "btf").glob("*.json"):
+        f.unlink()
+    (private_cache / "btf").rmdir()
+    (private_cache / "btf").write_text("a file where the directory should be")
+    assert probepath.find_offsets(path) == want
