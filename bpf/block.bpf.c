@@ -11,6 +11,8 @@
  *   IOLT_START_IO_START  start event is block_io_start (6.5+), else block_rq_insert
  *   IOLT_BY_THREAD       keep thread ids in the stats key
  *   IOLT_TOTAL_HIST      also keep a start -> complete histogram per key
+ *   IOLT_TOTAL_ONLY      with IOLT_TOTAL_HIST: that histogram alone, no queue or device one
+ *                        (snoop: its rows carry both parts; one histogram update per request)
  *   IOLT_SIZE_DEPTH      also keep request-size and in-flight-depth histograms per key
  *   IOLT_FILTER_DEV, IOLT_FILTER_SECTOR_LO/HI  one disk, optionally a sector range
  *   IOLT_FILTER_TGID     one process; IOLT_FILTER_CHILDREN: and its descendants
@@ -310,8 +312,10 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 	}
 	__sync_fetch_and_add(&st->queue_ns, (u64)qns);
 	__sync_fetch_and_add(&st->device_ns, (u64)dns);
+#ifndef IOLT_TOTAL_ONLY
 	add_sample(&sk, IOLT_STAGE_QUEUE, (u64)qns);
 	add_sample(&sk, IOLT_STAGE_DEVICE, (u64)dns);
+#endif
 #ifdef IOLT_TOTAL_HIST
 	add_sample(&sk, IOLT_STAGE_TOTAL, (u64)(qns + dns));
 #endif

@@ -616,8 +616,10 @@ RAW_TRACEPOINT_PROBE(block_rq_complete)
 	}
 	__sync_fetch_and_add(&st->queue_ns, (u64)qns);
 	__sync_fetch_and_add(&st->device_ns, (u64)dns);
+#ifndef IOLT_TOTAL_ONLY
 	add_sample(&sk, IOLT_STAGE_QUEUE, (u64)qns);
 	add_sample(&sk, IOLT_STAGE_DEVICE, (u64)dns);
+#endif
 #ifdef IOLT_TOTAL_HIST
 	add_sample(&sk, IOLT_STAGE_TOTAL, (u64)(qns + dns));
 #endif

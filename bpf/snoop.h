@@ -5,7 +5,10 @@
  * A completed request whose start -> completion time is at or above
  * IOLT_SNOOP_MIN_NS goes to the ring buffer "snoop_events" (one buffer for
  * all CPUs, so events arrive in the order they were reserved); a request
- * below it costs one comparison beside the histogram update. An event the
+ * below it costs one comparison beside the histogram update (snoop builds
+ * with IOLT_TOTAL_ONLY: the total-time histogram alone, whose buckets the
+ * rows' queue_ns + device_ns fall in, as both come from the same start,
+ * issue and now). An event the
  * buffer cannot take (the reader fell behind) is counted in
  * snoop_counters[IOLT_SNOOP_CNT_LOST], never dropped silently.
  * Ring buffers: Linux 5.8. Like filter.h it declares maps, so loader.py

@@ -43,6 +43,7 @@ class Options(NamedTuple):
 
     by_thread: bool = False
     total_hist: bool = False
+    total_only: bool = False   # with total_hist: no queue or device histogram (snoop)
     size_depth: bool = False   # also request-size and in-flight-depth histograms (block)
     dev: int = None            # kernel dev_t encoding (major << 20 | minor)
     sector_lo: int = None      # partition filter: [lo, hi) in 512-byte sectors
@@ -130,6 +131,8 @@ def cflags(opts, start_tp):
         flags.append("-DIOLT_BY_THREAD")
     if opts.total_hist:
         flags.append("-DIOLT_TOTAL_HIST")
+        if opts.total_only:
+            flags.append("-DIOLT_TOTAL_ONLY")
     if opts.size_depth:
         flags.append("-DIOLT_SIZE_DEPTH")
     if opts.dev is not None:

@@ -8,6 +8,17 @@ not take are counted (snoop_lost), shown at the end and in every export.
 --slowest-pct sets the threshold while tracing, from the total-time
 histogram; --layer syscall reads the syscall layer's stream instead
 (layers.SNOOP_SYSCALL, bpf/sc_snoop.h), one line per traced syscall.
+
+The block programs keep the total-time histogram (the one `hist --stage
+total` reads) and no queue or device one (IOLT_TOTAL_ONLY): the rows carry
+those parts, and one histogram update per request keeps a request below the
+threshold at what `hist` costs. The run's histogram, summed over its keys
+(the kernel applied the filters), ends the text summary, --csv and --json:
+the requests below the threshold are counted there, and a user (or a test)
+can check each row's total against its bucket, both taken from the same two
+timestamps in the same program. A fixed --min-latency is compiled in as a
+constant (one comparison per completion); only --slowest-pct reads the
+threshold from a map.
 """
 
 import sys
@@ -110,14 +121,31 @@ def row_of(e, since, when, cgroup, disk):
                     e.queue_ns + e.device_ns, errno_name(-e.err) if e.err else "")
 
 
-def slowest(snap, pct):
-    """The threshold (ns) that keeps the slowest pct% of the requests in the
-    snapshot's total-time histograms, all keys together; None: too few yet."""
+def total_counts(snap):
+    """The snapshot's total-time histograms, all keys together (bucket counts)."""
     counts = hist.empty()
     for (key, stage), c in snap.hists.items():
         if stage == layout.STAGE_TOTAL:
             counts += c
-    return hist.slowest_threshold(counts, pct)
+    return counts
+
+
+def slowest(snap, pct):
+    """The threshold (ns) that keeps the slowest pct% of the requests in the
+    snapshot's total-time histograms, all keys together; None: too few yet."""
+    return hist.slowest_threshold(total_counts(snap), pct)
+
+
+def kernel_options(opts, resolver):
+    """loader.Options of a run: a fixed --min-latency is a -D constant (one
+    comparison per completion), --slowest-pct's threshold a map (the knob)
+    read at each completion; the block layer keeps only its total-time
+    histogram (IOLT_TOTAL_ONLY)."""
+    syscalls = opts.layer == "syscall"
+    return common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
+                                 snoop=not syscalls, snoop_syscall=syscalls, snoop_min_ns=opts.min_latency,
+                                 snoop_pages=opts.buffer_pages, snoop_knob=opts.slowest_pct is not None,
+                                 total_hist=not syscalls, total_only=not syscalls)
 
 
 def main(opts: Options) -> int:
@@ -133,10 +161,7 @@ def main(opts: Options) -> int:
         outputs = export.open_outputs(opts.csv, opts.json, (SnoopSyscallRow if syscalls else SnoopRow)._fields,
                                       opts.layer)
         learning = opts.slowest_pct is not None
-        kopts = common.kernel_options(opts, resolver, probes=probepath.MODES.index(opts.probes),
-                                      snoop=not syscalls, snoop_syscall=syscalls, snoop_min_ns=opts.min_latency,
-                                      snoop_pages=opts.buffer_pages, snoop_knob=learning, total_hist=learning)
-        tracer = loader.Tracer(kopts, verbose=opts.verbose, layers=(stream.layer,))
+        tracer = loader.Tracer(kernel_options(opts, resolver), verbose=opts.verbose, layers=(stream.layer,))
         threshold = None
         if learning:
             tracer.set_stream_knob(stream.name, NOTHING_YET)
@@ -189,9 +214,14 @@ def main(opts: Options) -> int:
         closing = view.summary(shown, counters, layers.ALARM_COUNTERS, opts.min_latency,
                                slowest=(opts.slowest_pct, threshold) if learning else None,
                                noun="syscalls" if syscalls else "requests", lost=stream.counters[0])
+        # The whole run's histogram, not a delta from `first`: the ring buffer
+        # kept the events from before it, and the rows include them.
+        totals = None if syscalls else total_counts(last)
+        if totals is not None:
+            closing.insert(1, view.histogram_line(totals))
         (out if text else sys.stderr).write("\n".join(closing) + "\n")
         for o in outputs:
-            o.finish(counters)
+            o.finish(counters, totals)
     finally:
         common.close_all(tracer, *outputs)
     return 0

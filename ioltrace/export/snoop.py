@@ -1,10 +1,19 @@
-"""snoop's --csv and --json: one row per request (or syscall), then the counters.
+"""snoop's --csv and --json: one row per request (or syscall), then the
+total-time histogram of the run (block requests), then the counters.
 
 CSV: a first line "# ioltrace-snoop-csv 1", the header (records.SnoopRow's
-fields), a row per request, and a last line "# counters NAME=N ..." with
-snoop_lost (requests at or above the threshold the ring buffer could not
-take) and the block layer's alarm counters. JSON lines: {"type": "request",
-SnoopRow fields} per request, then {"type": "counters", "counters": {...}}.
+fields), a row per request, a line "# histogram total LOW:HIGH=N ..." (the
+non-empty buckets of the kernel's start -> completion histogram over the
+same run, bounds in ns, HIGH "inf" for the overflow bucket), and a last line
+"# counters NAME=N ..." with snoop_lost (requests at or above the threshold
+the ring buffer could not take) and the block layer's alarm counters. JSON
+lines: {"type": "request", SnoopRow fields} per request, then {"type":
+"histogram", "stage": "total", "unit": "ns", "count": N, "buckets": [[low_ns,
+high_ns | null, count], ...]}, then {"type": "counters", "counters": {...}}.
+A row's total_ns lies in [low_ns, high_ns) of one bucket, and the rows per
+bucket are that bucket's count for every bucket wholly at or above the
+threshold, less snoop_lost (the histogram counts what the ring buffer could
+not take); I/O still running when the run ends may add a few to the histogram.
 With --layer syscall the rows are records.SnoopSyscallRow's and the first
 line ends in " layer=syscall". A file is written beside its final name and renamed onto it when the run
 ends, so no reader ever sees half of one; "-" streams to stdout.
@@ -14,9 +23,11 @@ Knows nothing of terminals.
 import csv
 import io
 import json
+import math
 import os
 import sys
 
+from .. import layout
 from ..errors import BadInput
 from ..fmt import spell
 from ..records import SnoopRow
@@ -79,6 +90,12 @@ def _text(v):
     return spell(v) if isinstance(v, str) else v
 
 
+def buckets(counts):
+    """[(low_ns, high_ns or None for the overflow bucket, count)] of the non-empty buckets."""
+    return [(int(layout.BUCKET_LOW[i]), None if math.isinf(layout.BUCKET_HIGH[i]) else int(layout.BUCKET_HIGH[i]),
+             int(counts[i])) for i in counts.nonzero()[0]]
+
+
 class CsvRows:
     """fields: the row record's fields (SnoopRow, or SnoopSyscallRow with
     layer "syscall", which the first line then names)."""
@@ -100,7 +117,11 @@ class CsvRows:
         self._csv.writerow([_text(v) for v in r])
         self._emit()
 
-    def finish(self, counters):
+    def finish(self, counters, histogram=None):
+        """histogram: bucket counts of the total time (layout's buckets); None: none (syscalls)."""
+        if histogram is not None:
+            self.out.write("# histogram total" + "".join(f" {lo}:{'inf' if hi is None else hi}={n}"
+                                                         for lo, hi, n in buckets(histogram)) + "\n")
         self.out.write("# counters " + " ".join(f"{k}={int(v)}" for k, v in counters.items()) + "\n")
         self.out.commit()
 
@@ -120,7 +141,11 @@ class JsonRows:
         d.update({k: _text(v) for k, v in r._asdict().items()})
         self.out.write(json.dumps(d) + "\n")
 
-    def finish(self, counters):
+    def finish(self, counters, histogram=None):
+        if histogram is not None:
+            self.out.write(json.dumps({"type": "histogram", "stage": "total", "unit": "ns",
+                                       "count": int(histogram.sum()),
+                                       "buckets": [list(b) for b in buckets(histogram)]}) + "\n")
         self.out.write(json.dumps({"type": "counters", "counters": {k: int(v) for k, v in counters.items()}}) + "\n")
         self.out.commit()
 
@@ -162,3 +187,17 @@ def read_csv(path):
             counters = {k: int(v) for k, v in (p.split("=", 1) for p in line.split()[2:])}
     rows = list(csv.DictReader(body))
     return rows, counters
+
+
+def read_csv_histogram(path):
+    """[(low_ns, high_ns or None, count)] of a snoop CSV file's "# histogram total" line; [] without one."""
+    with open(path, newline="", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("# histogram total"):
+                out = []
+                for part in line.split()[3:]:
+                    bounds, n = part.split("=")
+                    lo, hi = bounds.split(":")
+                    out.append((int(lo), None if hi == "inf" else int(hi), int(n)))
+                return out
+    return []

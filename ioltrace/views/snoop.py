@@ -5,6 +5,9 @@ microsecond digits; the cgroup shows the end of its path, where groups
 differ. Lines are about 110 columns, as biosnoop -Q's.
 """
 
+import math
+
+from .. import hist
 from ..fmt import cut, truncate
 from ..fmt import ns as fmt_ns
 
@@ -83,6 +86,17 @@ def summary(shown, counters, alarms, min_ns, slowest=None, noun="requests", lost
     if bad:
         out.append("kernel counters: " + "  ".join(f"{n}={v}" for n, v in bad))
     return out
+
+
+def histogram_line(counts):
+    """The run's total-time histogram in one line: how many requests it
+    counted (those below the threshold too) and where they lay."""
+    d = hist.summary(counts)
+    if not d["count"]:
+        return "total time (kernel histogram): no requests"
+    high = "overflow" if math.isinf(d["max_high"]) else fmt_ns(d["max_high"])
+    return (f"total time (kernel histogram) of all {d['count']} requests: p50 {fmt_ns(d['p50'])}  "
+            f"p99 {fmt_ns(d['p99'])}  max < {high}")
 
 
 def threshold_text(ns):

@@ -17,6 +17,9 @@ import time
 
 import pytest
 
+from ioltrace import layout
+from ioltrace.export import snoop as export
+
 from .conftest import need_tool, room
 
 READ_BS, WRITE_BS = 4096, 1 << 20
@@ -65,6 +68,12 @@ def counters_line(line):
     """'# counters snoop_lost=0 missed_complete=3' -> {name: int}."""
     assert line.startswith("# counters "), line
     return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
+
+
+def csv_rows(lines):
+    """The rows of a snoop CSV file's lines, as dicts: between the first line
+    and the closing "#" lines (the histogram, the counters)."""
+    return list(csv.DictReader(line for line in lines[1:] if not line.startswith("#")))
 
 
 def missed(counters):
@@ -139,7 +148,7 @@ def test_every_completed_request_is_a_row(ioltrace, loopdev, tmp_path, probes):
     assert all(r["sector"] * 512 < 64 << 20 and r["sector"] % 8 == 0 for r in by_letter["R"])
 
     assert lines[0].startswith("# ioltrace-snoop-csv 1")
-    recorded = list(csv.DictReader(lines[1:-1]))
+    recorded = csv_rows(lines)
     assert [(int(r["pid"]), r["rwbs"], int(r["sector"]), int(r["bytes"])) for r in recorded] == \
         [(r["pid"], r["rwbs"], r["sector"], r["bytes"]) for r in rows]
     assert all(r["op"] == ("read" if r["rwbs"].startswith("R") else "write") for r in recorded)
@@ -147,6 +156,49 @@ def test_every_completed_request_is_a_row(ioltrace, loopdev, tmp_path, probes):
     docs = [json.loads(line) for line in json_path.read_text().splitlines()]
     assert [d["sector"] for d in docs if d["type"] == "request"] == [r["sector"] for r in rows]
     assert docs[-1] == {"type": "counters", "counters": counters}
+
+
+@pytest.mark.parametrize("probes", ["raw", "classic"])
+def test_each_rows_total_is_in_its_bucket_of_the_histogram(ioltrace, loopdev, tmp_path, probes):
+    """Threshold 0 over fio's mix: the kernel's total-time histogram that
+    ends --json and --csv counts the requests the device completed, and for
+    every bucket (layout's log-linear ones, 32 to a power of two, so every
+    log2 bucket too) the rows whose total_ns lies in it are as many as it
+    counts. A row's total from other timestamps than the histogram's
+    (issue -> completion, or another clock read) lands in other buckets."""
+    csv_path, json_path = tmp_path / "h.csv", tmp_path / "h.jsonl"
+    t = start_snoop(ioltrace, loopdev, probes, "--csv", csv_path, "--json", json_path)
+    wait_idle(loopdev)
+    s0 = device_ios(loopdev)
+    fio(loopdev, tmp_path, reads=1024, writes=16, name="hist")
+    wait_idle(loopdev)
+    dev = delta(s0, device_ios(loopdev))
+    assert t.stop() == 0, t.err
+    docs = [json.loads(line) for line in json_path.read_text().splitlines()]
+    rows = [d for d in docs if d["type"] == "request"]
+    [h] = [d for d in docs if d["type"] == "histogram"]
+    counters = docs[-1]["counters"]
+    assert counters["snoop_lost"] == 0
+
+    completed = sum(dev.values())
+    assert dev["read"] == 1024 and dev["write"] >= 16, dev
+    assert completed - missed(counters) <= len(rows) <= completed, (len(rows), dev, counters)
+    assert completed - missed(counters) <= h["count"] <= completed, (h["count"], dev, counters)
+    assert h["stage"] == "total" and h["unit"] == "ns"
+    assert sum(n for _, _, n in h["buckets"]) == h["count"]
+
+    per_bucket = {}
+    for r in rows:
+        assert r["total_ns"] == r["queue_ns"] + r["device_ns"], r
+        into = [(lo, hi) for lo, hi, _ in h["buckets"] if lo <= r["total_ns"] < (hi or float("inf"))]
+        assert len(into) == 1, (r, into)    # a row outside every counted bucket fails here
+        per_bucket[into[0]] = per_bucket.get(into[0], 0) + 1
+        # The kernel's iolt_bucket() as ioltrace mirrors it puts the row where the bounds do.
+        assert layout.BUCKET_LOW[layout.bucket_of(r["total_ns"])] == into[0][0], r
+    assert per_bucket == {(lo, hi): n for lo, hi, n in h["buckets"]}
+    assert len(per_bucket) > 10, per_bucket          # a spread of times, not one bucket
+    assert export.read_csv_histogram(csv_path) == [tuple(b) for b in h["buckets"]]
+    assert f"total time (kernel histogram) of all {h['count']} requests: " in t.out, t.out
 
 
 @pytest.mark.parametrize("probes", ["raw", "classic"])
@@ -185,7 +237,7 @@ def test_a_burst_into_a_tiny_buffer_is_counted_lost(ioltrace, loopdev, tmp_path,
     assert dev["read"] == 2048
     lines = csv_path.read_text().splitlines()
     counters = counters_line(lines[-1])
-    assert counters["snoop_lost"] == lost and len(lines) - 3 == len(rows)
+    assert counters["snoop_lost"] == lost and len(csv_rows(lines)) == len(rows)
     assert lost > 0 and len(rows) > 0, (len(rows), lost)
     assert sum(dev.values()) - missed(counters) <= len(rows) + lost <= sum(dev.values()), (len(rows), lost, dev)
 
@@ -283,7 +335,7 @@ def test_raw_rwbs_is_the_kernels(ioltrace, loopdev, tmp_path):
         counters = counters_line(lines[-1])
         if missed(counters) or counters["snoop_lost"]:
             pytest.skip(f"{p}: completions missed or lost on this busy machine: {counters}")
-        rows = [(r["rwbs"], int(r["sector"]), int(r["bytes"])) for r in csv.DictReader(lines[1:-1])]
+        rows = [(r["rwbs"], int(r["sector"]), int(r["bytes"])) for r in csv_rows(lines)]
         seen[p] = sorted(r for r in rows if r[0] not in ("F", "FF"))
         flushes[p] = [r for r in rows if r[0] in ("F", "FF")]
     assert seen["raw"] == seen["classic"]

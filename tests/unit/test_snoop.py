@@ -194,6 +194,55 @@ def test_csv_and_json_appear_whole_on_finish(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.jsonl"]
 
 
+def test_the_runs_histogram_ends_csv_and_json(tmp_path):
+    """Non-empty buckets with their bounds, the overflow bucket's high as
+    inf / null, before the counters; rows still read as before."""
+    from ioltrace import hist
+
+    counts = hist.from_samples([5, 1000, 1001, 3_000_000, 1 << 40])
+    row = command.Rows(FakeResolver(), 1_000_000_000, 0.0).of(EVENT)
+    c, j = tmp_path / "s.csv", tmp_path / "s.jsonl"
+    for o in export.open_outputs(str(c), str(j)):
+        o.row(row)
+        o.finish({"snoop_lost": 0}, counts)
+        o.close()
+    want = [(5, 6, 1), (992, 1008, 2), (2_949_120, 3_014_656, 1), (1 << 36, None, 1)]
+    assert export.read_csv_histogram(c) == want
+    rows, counters = export.read_csv(c)
+    assert len(rows) == 1 and counters == {"snoop_lost": 0}
+    lines = c.read_text().splitlines()
+    assert lines[-2] == "# histogram total 5:6=1 992:1008=2 2949120:3014656=1 68719476736:inf=1"
+    docs = [json.loads(line) for line in j.read_text().splitlines()]
+    assert docs[-2] == {"type": "histogram", "stage": "total", "unit": "ns", "count": 5,
+                        "buckets": [list(b) for b in want]}
+    assert docs[-1]["type"] == "counters"
+
+
+def test_histogram_line_counts_every_request():
+    from ioltrace import hist
+
+    line = view.histogram_line(hist.from_samples([1_000_000] * 99 + [40_000_000]))
+    assert line.startswith("total time (kernel histogram) of all 100 requests: p50 1.01ms  p99 1.01ms  max < 40.9ms")
+    assert view.histogram_line(hist.empty()) == "total time (kernel histogram): no requests"
+
+
+@pytest.mark.parametrize("argv, flags, absent", [
+    (["--min-latency", "10ms"], ["-DIOLT_SNOOP", "-DIOLT_SNOOP_MIN_NS=10000000ULL", "-DIOLT_TOTAL_HIST",
+                                 "-DIOLT_TOTAL_ONLY"], ["-DIOLT_SNOOP_DYNAMIC"]),
+    ([], ["-DIOLT_SNOOP_MIN_NS=0ULL", "-DIOLT_TOTAL_ONLY"], ["-DIOLT_SNOOP_DYNAMIC"]),
+    (["--slowest-pct", "1"], ["-DIOLT_SNOOP_DYNAMIC", "-DIOLT_SNOOP_MIN_NS=0ULL", "-DIOLT_TOTAL_ONLY"], []),
+    (["--layer", "syscall"], ["-DIOLT_SNOOP_SYSCALL"], ["-DIOLT_SNOOP", "-DIOLT_TOTAL_HIST", "-DIOLT_TOTAL_ONLY"]),
+])
+def test_a_fixed_threshold_is_compiled_in(argv, flags, absent):
+    """--min-latency is a -D constant, the kernel's one comparison; only
+    --slowest-pct compiles in the map (IOLT_SNOOP_DYNAMIC, bpf/snoop.h)."""
+    from ioltrace import loader
+
+    opts = cli.options_of(command.Options, cli.build_parser().parse_args(["snoop", *argv]))
+    got = loader.cflags(command.kernel_options(opts, FakeResolver()), "block_io_start")
+    assert set(flags) <= set(got) and not set(absent) & set(got), got
+
+
 def test_an_unfinished_run_leaves_no_file(tmp_path):
     outs = export.open_outputs(str(tmp_path / "s.csv"), str(tmp_path / "s.jsonl"))
     for o in outs:
