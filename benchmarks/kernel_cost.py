@@ -36,7 +36,9 @@ and the cleanest attempt kept. Tracers:
 
 Reported: per program ns/run and runs per I/O, total ns per I/O (medians over
 rounds), and the median over rounds of the paired ratio ioltrace/bpftrace.
-Targets: ratio <= 1.0 for every ioltrace; <= 0.8 for the typed (raw) path.
+Targets: ratio <= 1.0 for the classic path. The typed (raw) path's target,
+<= 0.8 of the one-liner, is judged by event_cost.py on the whole event: what
+it saves, the record a classic tracepoint builds, is outside run_time_ns.
 
 Run: /usr/bin/python3 benchmarks/kernel_cost.py [--quick] [--rounds N] [--runtime S]
 """
@@ -190,11 +192,17 @@ def report(samples, rounds, runtime, dio):
             else:
                 r = [a["ns_per_io"] / b["ns_per_io"] for a, b in zip(ss, bt) if a["ns_per_io"] and b["ns_per_io"]]
                 ratio = f"{B.median(r):.3f} ({min(r):.3f}-{max(r):.3f})"
-                if not tname.startswith("floor"):
-                    target = RAW_TARGET_RATIO if tname == "ioltrace raw" else TARGET_RATIO
-                    ok = B.median(r) <= target
+                if tname.startswith("ioltrace raw"):
+                    # What the typed path saves is the record a classic
+                    # tracepoint builds outside the program's run time:
+                    # event_cost.py judges it on the whole event.
+                    verdicts.append(f"{wname}, {tname}: ratio {B.median(r):.3f} (program time only; the typed "
+                                    f"path's target <= {RAW_TARGET_RATIO} is judged on the whole event by "
+                                    "event_cost.py)")
+                elif not tname.startswith("floor"):
+                    ok = B.median(r) <= TARGET_RATIO
                     verdicts.append(f"{wname}, {tname}: ratio {B.median(r):.3f} "
-                                    f"({'meets' if ok else 'MISSES'} target <= {target})")
+                                    f"({'meets' if ok else 'MISSES'} target <= {TARGET_RATIO})")
             summary.append([wname, tname, fmt_ns(B.median(per_io)),
                             f"{fmt_ns(min(per_io))}-{fmt_ns(max(per_io))}", f"{cover:.3f}", ratio])
             for rl in ROLES:

@@ -23,7 +23,7 @@
 #
 # Environment:
 #   IOLTRACE_VM_CACHE         image cache (${XDG_CACHE_HOME:-~/.cache}/ioltrace/vm)
-#   IOLTRACE_VM_TIMEOUT       s from boot to result (3600: the guest's tests take 12-13 min on a quiet machine, over 30 beside stress-ng --cpu 2 --io 1; --check: 300)
+#   IOLTRACE_VM_TIMEOUT       s from boot to result (3600: the guest's tests take 12-14 min on a quiet machine, over 30 beside stress-ng --cpu 2 --io 1; --check: 300)
 #   IOLTRACE_VM_BOOT_TIMEOUT  s from qemu start to the guest's init (300)
 #   IOLTRACE_VM_MEMORY        guest MiB (3072)       IOLTRACE_VM_CPUS  guest CPUs (2)
 #   IOLTRACE_VM_ACCEL         auto, kvm or tcg (auto: KVM if it boots the guest, else TCG)
@@ -54,8 +54,8 @@ done
 # lock the 6.1 guest's CPUs under software emulation (watchdog: "soft lockup
 # - CPU#0 stuck for 22s! [dd]"), whether traced or not matters little there.
 # The churn test's 20,000 forks would take most of an hour under emulation.
-# Also host-only, to keep the guest's run short (each ioltrace start compiles
-# for 14-25 s under emulation): the tests of what user space does the same on
+# Also host-only, to keep the guest's run short (each ioltrace start takes
+# 7-12 s under emulation, bcc's compile and Python's start): the tests of what user space does the same on
 # any kernel once the probes count: the terminal UI (tmux), serve's signal
 # handling and per-process labels, the JSON lines format, top's batch table,
 # and run --plot (matplotlib, which the guest image does not carry); of

@@ -234,10 +234,11 @@ def test_a_burst_into_a_tiny_buffer_is_counted_lost(ioltrace, loopdev, tmp_path,
     dev = delta(s0, device_ios(loopdev))
     assert t.stop() == 0, t.err
     rows, lost = printed(t.out)
-    assert dev["read"] == 2048
+    assert dev["read"] == 2048, dev
     lines = csv_path.read_text().splitlines()
     counters = counters_line(lines[-1])
-    assert counters["snoop_lost"] == lost and len(csv_rows(lines)) == len(rows)
+    assert counters["snoop_lost"] == lost and len(csv_rows(lines)) == len(rows), (counters, lost, len(rows),
+                                                                                 len(csv_rows(lines)), t.err[-500:])
     assert lost > 0 and len(rows) > 0, (len(rows), lost)
     assert sum(dev.values()) - missed(counters) <= len(rows) + lost <= sum(dev.values()), (len(rows), lost, dev)
 
