@@ -32,7 +32,6 @@ Run: /usr/bin/python3 benchmarks/event_cost.py [--quick] [--rounds N] [--runtime
 """
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -238,17 +237,6 @@ def report(samples, rounds, runtime, dio):
     return text, verdicts
 
 
-@contextlib.contextmanager
-def bpf_stats_off():
-    knob = Path("/proc/sys/kernel/bpf_stats_enabled")
-    old = knob.read_text().strip()
-    knob.write_text("0\n")
-    try:
-        yield
-    finally:
-        knob.write_text(old + "\n")
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1 round of 2 s workloads")
@@ -265,7 +253,7 @@ def main(argv=None):
     samples = {n: {w: [] for w, _ in K.WORKLOADS} for n, _ in tlist}
     bracket = None
     try:
-        with B.loop_device() as (dev, dio), bpf_stats_off():
+        with B.loop_device() as (dev, dio), B.bpf_stats_enabled(False):
             bracket = Bracket()
             B.fio(dev, ioengine="psync", iodepth=1, runtime=1)  # warm the device and fio
             for r in range(rounds):

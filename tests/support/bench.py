@@ -124,11 +124,12 @@ def leftovers():
 # ---------------------------------------------------------------- BPF accounting
 
 @contextlib.contextmanager
-def bpf_stats_enabled():
-    """kernel.bpf_stats_enabled=1 for the duration; the old value is restored."""
+def bpf_stats_enabled(on=True):
+    """kernel.bpf_stats_enabled=1 (0 with on=False: its timing adds to every
+    program run) for the duration; the old value is restored."""
     knob = Path("/proc/sys/kernel/bpf_stats_enabled")
     old = knob.read_text().strip()
-    knob.write_text("1\n")
+    knob.write_text("1\n" if on else "0\n")
     try:
         yield
     finally:
