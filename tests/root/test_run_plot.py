@@ -14,6 +14,15 @@ from ioltrace.export import csv as rec
 REPO = Path(__file__).resolve().parents[2]
 
 
+def alike(a, b):
+    """Two pixel columns of the mesh (painted or not, per row) belong to one
+    window: they differ in a few rows at most, where the white p50/p99 lines
+    cross (on a loaded machine latency jumps from one window to the next,
+    and the lines cross steeply, a few more rows each column), far fewer
+    than two windows of different requests differ by."""
+    return (a != b).sum() <= max(4, 0.2 * max(a.sum(), b.sum()))
+
+
 def test_heatmap_of_a_run_recording_has_a_column_per_second(loopdev, tmp_path):
     mpl = pytest.importorskip("matplotlib")
     mpl.use("Agg")
@@ -46,7 +55,7 @@ def test_heatmap_of_a_run_recording_has_a_column_per_second(loopdev, tmp_path):
     # Runs of columns painted alike (a window's column), at least 20 pixels wide.
     runs, start = [], cols[0]
     for a, b in zip(cols, cols[1:] + [None]):
-        if b is None or b != a + 1 or (coloured[:, a] != coloured[:, b]).sum() > 3:
+        if b is None or b != a + 1 or not alike(coloured[:, a], coloured[:, b]):
             runs.append(a + 1 - start)
             start = b
     assert sum(1 for w in runs if w >= 20) >= 3, runs

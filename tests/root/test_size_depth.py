@@ -31,10 +31,15 @@ WRITE_BS, WRITES, QD = 65536, 400, 8  # fio job 2: 64 KiB random writes, libaio,
 
 
 def fio(loop, tmp_path, name, rw, bs, number_ios, engine, iodepth=1):
-    """Run one fio job in its own process; (pid, its JSON job)."""
+    """Run one fio job in its own process; (pid, its JSON job). At iodepth
+    above 1 it submits and reaps the whole depth at once: one io_submit of
+    `iodepth` requests reaches the disk together however late fio gets the
+    CPU on a loaded machine (submitted one by one, each could complete
+    before the next is issued, and nothing would ever be in flight)."""
     out = tmp_path / f"{name}.json"
+    batch = [f"--iodepth_batch_submit={iodepth}", f"--iodepth_batch_complete_min={iodepth}"] if iodepth > 1 else []
     proc = subprocess.Popen(["fio", f"--name={name}", f"--filename={loop.path}", f"--rw={rw}", f"--bs={bs}",
-                             "--direct=1", f"--ioengine={engine}", f"--iodepth={iodepth}",
+                             "--direct=1", f"--ioengine={engine}", f"--iodepth={iodepth}", *batch,
                              f"--number_ios={number_ios}", "--size=128m", "--thread", "--randrepeat=0",
                              "--output-format=json", f"--output={out}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

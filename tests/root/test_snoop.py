@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 
@@ -329,18 +330,26 @@ def test_raw_rwbs_is_the_kernels(ioltrace, loopdev, tmp_path):
                    check=True, capture_output=True, timeout=room(60))
     wait_idle(loopdev)
     dev = delta(s0, device_ios(loopdev))
-    seen, flushes = {}, {}
+    seen, flushes, gaps = {}, {}, {}
     for p, t in zip(paths, tracers):
         assert t.stop() == 0, t.err
         lines = paths[p].read_text().splitlines()
         counters = counters_line(lines[-1])
-        if missed(counters) or counters["snoop_lost"]:
-            pytest.skip(f"{p}: completions missed or lost on this busy machine: {counters}")
+        # On a busy machine a path may not run for some completions (a BPF
+        # program already running on that CPU; the classic path shares one
+        # such guard with every tracing program) or lose events: each of
+        # those is one row it may lack, and says so.
+        gaps[p] = missed(counters) + counters["snoop_lost"]
         rows = [(r["rwbs"], int(r["sector"]), int(r["bytes"])) for r in csv_rows(lines)]
-        seen[p] = sorted(r for r in rows if r[0] not in ("F", "FF"))
+        seen[p] = Counter(r for r in rows if r[0] not in ("F", "FF"))
         flushes[p] = [r for r in rows if r[0] in ("F", "FF")]
-    assert seen["raw"] == seen["classic"]
+    # The same rows, letters included; where a path could not see a request,
+    # only the rows the other path has beyond it, as many as it said.
+    assert sum((seen["raw"] - seen["classic"]).values()) <= gaps["classic"], (seen, gaps)
+    assert sum((seen["classic"] - seen["raw"]).values()) <= gaps["raw"], (seen, gaps)
+    both = sum((seen["raw"] & seen["classic"]).values())
+    assert both >= dev["read"] + dev["write"] - gaps["raw"] - gaps["classic"], (both, dev, gaps)
     letters = {r for r, _, _ in seen["raw"]}
     assert "WS" in letters and letters & {"R", "RS"}, letters
-    assert len(flushes["raw"]) == dev["flush"] > 0, (flushes, dev)
+    assert dev["flush"] - gaps["raw"] <= len(flushes["raw"]) <= dev["flush"] and dev["flush"] > 0, (flushes, dev)
     assert all(sector == 0 and nbytes == 0 for _, sector, nbytes in flushes["raw"])
