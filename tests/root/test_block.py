@@ -24,6 +24,23 @@ def totals(rows, stage, **match):
     return sum(r.count for r in rows if r.stage == stage and all(getattr(r, k) == v for k, v in match.items()))
 
 
+# What shows a request the device completed and ioltrace did not count: a
+# completion the kernel did not run ioltrace's program for. Counted as
+# missed_complete when the kernel says so (recursion_misses); it also skips
+# the program now and then without saying so (here: a completion run in the
+# softirq of an interrupt that came while one particular task ran, about 1
+# request in 200,000, seen in tracefs's own block_rq_complete beside ours),
+# and the request's slot stays busy until a later request takes it
+# (collision, dropped), or the run ends (in_flight_at_stop), or 30 s pass
+# (lost). A completion with no slot at all is unmatched.
+UNSEEN = ("missed_complete", "collision", "dropped", "unmatched", "lost", "in_flight_at_stop")
+
+
+def unseen(rows):
+    """Requests the kernel counters say were not counted (at most)."""
+    return sum(r.count for r in rows if r.key_kind == "kernel" and r.key in UNSEEN)
+
+
 def bucket_hist(rows, stage, **match):
     counts = H.empty()
     for r in rows:
@@ -51,15 +68,17 @@ def test_dd_writes_attributed_to_its_pid(loopdev, ioltrace, tmp_path, bs, count)
     assert t.stop() == 0, t.err
     rows = rec.read(csv_path)
     pid = str(dd.args and _dd_pid(rows, loopdev.name))
-    assert totals(rows, "bytes", key=pid, op="write", disk=loopdev.name) == written
-    assert totals(rows, "ios", key=pid, op="write", disk=loopdev.name) == count
+    # Exact, unless a counter shows a completion not seen (UNSEEN).
+    ios = totals(rows, "ios", key=pid, op="write", disk=loopdev.name)
+    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    assert count - unseen(rows) <= ios <= count, (ios, kernel)
+    assert totals(rows, "bytes", key=pid, op="write", disk=loopdev.name) == written // count * ios
     assert totals(rows, "errors", key=pid) == 0
     # Nobody else wrote to this private device.
-    assert totals(rows, "bytes", op="write", disk=loopdev.name) == written
-    # Every I/O has one queue and one device sample.
-    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
-    assert bucket_hist(rows, "device", key=pid, op="write").sum() == count, kernel
-    assert bucket_hist(rows, "queue", key=pid, op="write").sum() == count, kernel
+    assert totals(rows, "ios", op="write", disk=loopdev.name) == ios
+    # Every I/O counted has one queue and one device sample.
+    assert bucket_hist(rows, "device", key=pid, op="write").sum() == ios, kernel
+    assert bucket_hist(rows, "queue", key=pid, op="write").sum() == ios, kernel
 
 
 def _dd_pid(rows, disk):
@@ -106,10 +125,16 @@ def test_two_writers_in_two_cgroups_get_their_own_bytes(loopdev, ioltrace, make_
     assert [p.wait() for p in procs] == [0, 0]
     t.stop()
     rows = rec.read(csv_path)
-    assert totals(rows, "bytes", name=a.rel) == 4096 * 3000
-    assert totals(rows, "bytes", name=b.rel) == 16384 * 700
-    assert totals(rows, "ios", name=a.rel) == 3000
-    assert totals(rows, "ios", name=b.rel) == 700
+    # Each writer's requests under its own cgroup, each of its own size (a
+    # writer has one in flight at a time: no merges); exact unless a
+    # counter shows a completion not seen.
+    ios = {cg: totals(rows, "ios", name=cg.rel) for cg in (a, b)}
+    assert 3000 - unseen(rows) <= ios[a] <= 3000 and 700 - unseen(rows) <= ios[b] <= 700, (ios, unseen(rows))
+    assert ios[a] + ios[b] >= 3700 - unseen(rows), (ios, unseen(rows))
+    assert totals(rows, "bytes", name=a.rel) == 4096 * ios[a]
+    assert totals(rows, "bytes", name=b.rel) == 16384 * ios[b]
+    # Nobody else wrote to this private device.
+    assert totals(rows, "ios", disk=loopdev.name) == ios[a] + ios[b]
 
 
 def test_fio_qd1_randread_count_and_latency(loopdev, ioltrace, tmp_path):
@@ -126,18 +151,12 @@ def test_fio_qd1_randread_count_and_latency(loopdev, ioltrace, tmp_path):
     t.stop()
     job = json.loads(out)["jobs"][0]["read"]
     rows = rec.read(csv_path)
-    # Every I/O is counted, or shows in a counter: a completion the kernel
-    # skipped our program for, or one that fired no block_rq_complete at its
-    # sector (rare on this kernel's loop device; its stale slot is then
-    # replaced, a collision). Seen once in ~50 runs: 6143 of 6144.
-    kernel = {}
-    for r in rows:
-        if r.key_kind == "kernel":
-            kernel[r.key] = kernel.get(r.key, 0) + r.count
+    # Every I/O is counted, or shows in a counter (UNSEEN). Seen once in
+    # ~50 runs: 6143 of 6144, with collision=1.
+    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
     counted = totals(rows, "ios", key=str(fio.pid), op="read")
     lost = job["total_ios"] - counted
-    assert 0 <= lost <= kernel.get("missed_complete", 0) + kernel.get("collision", 0) + kernel.get("dropped", 0) \
-        + max(1, job["total_ios"] // 1000), (lost, kernel)
+    assert 0 <= lost <= unseen(rows), (lost, kernel)
     assert totals(rows, "bytes", key=str(fio.pid), op="read") == (job["total_ios"] - lost) * 4096
     device_p50 = H.percentile(bucket_hist(rows, "device", key=str(fio.pid)), 50)
     fio_p50 = job["clat_ns"]["percentile"]["50.000000"]
@@ -308,4 +327,8 @@ def test_counted_ios_are_device_completions_minus_unmatched_and_missed_complete(
             kernel[r.key] += r.count
     counted = totals(rows, "ios", disk=loopdev.name)
     assert device >= 340
-    assert counted == device - sum(kernel[c] for c in layout.UNCOUNTED_COUNTERS), (counted, device, dict(kernel))
+    # Exact by the formula, unless the kernel skipped a completion without
+    # saying so: its slot then shows in collision, dropped or in_flight_at_stop.
+    formula = device - sum(kernel[c] for c in layout.UNCOUNTED_COUNTERS)
+    assert formula - sum(kernel[c] for c in ("collision", "dropped", "in_flight_at_stop", "lost")) <= counted \
+        <= formula, (counted, device, dict(kernel))
