@@ -16,7 +16,7 @@ from ioltrace import layout
 from ioltrace.export import csv as rec
 
 from ..support.bench import prog_ids_of
-from .conftest import need_tool, room, sh, wait_until
+from .conftest import need_tool, room, sh, unseen_of, wait_until
 
 
 def totals(rows, stage, **match):
@@ -24,21 +24,9 @@ def totals(rows, stage, **match):
     return sum(r.count for r in rows if r.stage == stage and all(getattr(r, k) == v for k, v in match.items()))
 
 
-# What shows a request the device completed and ioltrace did not count: a
-# completion the kernel did not run ioltrace's program for. Counted as
-# missed_complete when the kernel says so (recursion_misses); it also skips
-# the program now and then without saying so (here: a completion run in the
-# softirq of an interrupt that came while one particular task ran, about 1
-# request in 200,000, seen in tracefs's own block_rq_complete beside ours),
-# and the request's slot stays busy until a later request takes it
-# (collision, dropped), or the run ends (in_flight_at_stop), or 30 s pass
-# (lost). A completion with no slot at all is unmatched.
-UNSEEN = ("missed_complete", "collision", "dropped", "unmatched", "lost", "in_flight_at_stop")
-
-
 def unseen(rows):
-    """Requests the kernel counters say were not counted (at most)."""
-    return sum(r.count for r in rows if r.key_kind == "kernel" and r.key in UNSEEN)
+    """Requests the kernel counters say were not counted (at most; UNSEEN)."""
+    return unseen_of({r.key: r.count for r in rows if r.key_kind == "kernel"})
 
 
 def bucket_hist(rows, stage, **match):

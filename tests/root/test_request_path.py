@@ -132,8 +132,11 @@ def test_raw_and_classic_agree_per_pid_cgroup_and_disk_with_the_disk_stat(loopde
     got = {k: rows(p) for k, p in paths.items()}
     for by in ("process", "cgroup"):
         (raw, raw_counters), (classic, classic_counters) = got[("raw", by)], got[("classic", by)]
-        # The raw path keys requests by pointer: nothing collides, nothing is unmatched.
-        assert not any(raw_counters.get(k) for k in ALARMS), (by, {k: raw_counters.get(k) for k in ALARMS}, device)
+        # The raw path keys requests by pointer: nothing is unmatched or
+        # dropped; a request collides only with itself, reused after a
+        # completion the kernel did not run our program for (rare:
+        # docs/RELIABILITY.md), as its stale slot does at stop.
+        assert not any(raw_counters.get(k) for k in ("unmatched", "dropped")), (by, raw_counters, device)
         # The classic path pairs by (dev, sector): a flush (sector 0) and a
         # read of sector 0 in flight together collide; a bio merged at the
         # front of a request moves its sector, so its issue finds no start
@@ -150,14 +153,16 @@ def test_raw_and_classic_agree_per_pid_cgroup_and_disk_with_the_disk_stat(loopde
         for op in ("read", "write"):
             ios, nbytes = device[op]
             assert ios - visible <= seen[op][0] <= ios, (probes, by, op, seen[op], device[op], counters)
-            if probes == "raw":
+            if probes == "raw" and not visible:
                 assert seen[op] == [ios, nbytes], (probes, by, op, seen[op], device[op])
-        if probes == "raw" and "flush" in device:
+        if probes == "raw" and "flush" in device and not visible:
             assert seen["flush"][0] == device["flush"][0], (by, seen["flush"], device["flush"])
     # Per cgroup: dd's 300 writes of 4 KiB under A, 50 reads of 64 KiB under B.
-    table = got[("raw", "cgroup")][0]
-    assert table[(cg_a.rel, "write")] == [300, 300 * 4096]
-    assert table[(cg_b.rel, "read")] == [50, 50 * 65536]
+    table, counters = got[("raw", "cgroup")]
+    visible = sum(counters.get(k, 0) for k in ALARMS)
+    for cg, op, n, size in ((cg_a, "write", 300, 4096), (cg_b, "read", 50, 65536)):
+        ios, nbytes = table[(cg.rel, op)]
+        assert n - visible <= ios <= n and nbytes == ios * size, (cg.rel, op, table[(cg.rel, op)], counters)
 
 
 def test_without_btf_auto_falls_back_to_classic_with_one_line(loopdev, tracers, tmp_path):
