@@ -28,6 +28,7 @@ honoured belong together, and none of it is used elsewhere.
 import os
 import shutil
 import subprocess
+import time
 
 from . import fmt, group, layers, maps
 from .cgroups import ScratchCgroup
@@ -293,14 +294,29 @@ class Samples:
     def __init__(self, kernel_counts):
         self._kernel_counts = kernel_counts
         self.counts = []  # kernel bytes per group (None: unreadable) at the baseline, then per interval
+        self.times = []   # when each of counts was read (time.monotonic_ns)
         self.deltas = []  # each interval's delta snapshot
 
-    def start(self):
+    def _read(self):
+        # Timed by their own read, not by the snapshot's time: reading the
+        # maps comes first and takes from 1 ms to over half a second (an
+        # emulated guest beside stress-ng), which would stretch or shrink
+        # a window of the kernel's counts by as much.
         self.counts.append(self._kernel_counts())
+        self.times.append(time.monotonic_ns())
+
+    def start(self):
+        self._read()
 
     def interval(self, delta, start, end, final):
-        self.counts.append(self._kernel_counts())
+        self._read()
         self.deltas.append(delta)
+
+    def rate(self, i):
+        """Group i's kernel byte rate over the whole run, or None."""
+        c0, c1 = self.counts[0][i], self.counts[-1][i]
+        span = (self.times[-1] - self.times[0]) / 1e9
+        return (c1 - c0) / span if c0 is not None and c1 is not None and c1 > c0 and span > 0 else None
 
 
 def need_root_and_tools(tools):
@@ -313,14 +329,13 @@ def need_root_and_tools(tools):
             raise BadInput("demo", f"{t} is not installed", f"apt-get install {pkg} (scripts/setup.sh installs it)")
 
 
-def steady_rate(samples, first, i):
+def steady_rate(samples, i):
     """Group i's kernel byte rate from its second second of reads to the
     end, or None when that leaves under two seconds: the reader starts a
     moment after tracing does (on a loaded machine, seconds after), and the
     throttle lets a first burst through before it holds the group, so the
     whole window understates or overstates the rate the limit keeps."""
-    ends = [first.time_ns] + [d.time_ns for d in samples.deltas]
-    series = [(t, c[i]) for t, c in zip(ends, samples.counts) if c[i] is not None]
+    series = [(t, c[i]) for t, c in zip(samples.times, samples.counts) if c[i] is not None]
     moving = [k for k in range(1, len(series)) if series[k][1] > series[0][1]]
     if not moving:
         return None
@@ -345,11 +360,10 @@ def throttle_result(first, last, samples, resolver, groups_, stat):
     for i, cg in enumerate(groups_.children):
         g = per.get(cg)
         traced = (g.bytes if g else 0) / seconds if seconds > 0 else 0.0
-        kb = k1[i] - k0[i] if k0[i] is not None and k1[i] is not None else None
-        kernel = kb / seconds if kb and seconds > 0 else None  # v1: stays 0 without a throttle rule
+        kernel = samples.rate(i)  # v1: stays 0 without a throttle rule
         whole_rates.append(kernel if kernel is not None else traced)
         if i == 0 and kernel is not None:
-            kernel = steady_rate(samples, first, 0) or kernel
+            kernel = steady_rate(samples, 0) or kernel
         rates.append(kernel if kernel is not None else traced)
         traced_rates.append(traced)
         sc = sys_.get(cg.rel)
