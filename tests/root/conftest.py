@@ -52,8 +52,6 @@ START_TIMEOUT_S = 300
 UNSEEN = ("missed_complete", "collision", "dropped", "unmatched", "lost", "in_flight_at_stop")
 
 
-
-
 def unseen_of(counters):
     """At most how many of the device's requests ioltrace did not count, by
     its kernel counters ({name: count}, any that are present)."""
