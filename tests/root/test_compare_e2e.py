@@ -24,6 +24,7 @@ requests reach the device together however late fio gets the CPU on a
 shared machine."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -113,5 +114,11 @@ def test_iodepth_16_is_significantly_slower(loopdev, tmp_path):
     print(text)
     assert "fio  disk " + loopdev.name + "  read  total time" in text
     verdict = next(line for line in text.splitlines() if line.startswith("  => "))
-    assert verdict.startswith("  => B slower") and verdict.endswith("significant"), text
+    # The verdict names the median as slower, as fio's median was. It may say
+    # "differs" instead of "slower" when the tail went the other way: one CI
+    # run in the 6.1 guest under qemu's software emulation had iodepth 1's
+    # p99 at 7.67 ms and iodepth 16's at 5.31 ms (p50 x6.82, p99 x0.69).
+    p50 = re.match(r"  => B (slower|differs): p50 x([0-9.]+) \(p[<=][0-9.]+\)( slower)?[,:]", verdict)
+    assert p50 and (p50[1] == "slower" or p50[3]) and float(p50[2]) > 1, text
+    assert verdict.endswith(", significant"), text
     assert text.rstrip().splitlines()[-1].endswith("buckets resolve ~3%")
