@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,17 @@ def unseen_of(counters):
     """At most how many of the device's requests ioltrace did not count, by
     its kernel counters ({name: count}, any that are present)."""
     return sum(counters.get(k, 0) for k in UNSEEN)
+
+
+def kernel_counters(rows):
+    """A CSV recording's kernel counters that are not 0, {name: count}
+    summed over its intervals (each interval holds its own delta); a
+    Counter, so a counter that is 0 or absent reads 0."""
+    counters = Counter()
+    for r in rows:
+        if r.key_kind == "kernel":
+            counters[r.key] += r.count
+    return +counters
 
 
 def room(seconds):

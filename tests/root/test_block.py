@@ -16,17 +16,12 @@ from ioltrace import layout
 from ioltrace.export import csv as rec
 
 from ..support.bench import prog_ids_of
-from .conftest import need_tool, room, sh, unseen_of, wait_until
+from .conftest import kernel_counters, need_tool, room, sh, unseen_of, wait_until
 
 
 def totals(rows, stage, **match):
     """Sum of one counter stage over rows matching column=value."""
     return sum(r.count for r in rows if r.stage == stage and all(getattr(r, k) == v for k, v in match.items()))
-
-
-def unseen(rows):
-    """Requests the kernel counters say were not counted (at most; UNSEEN)."""
-    return unseen_of({r.key: r.count for r in rows if r.key_kind == "kernel"})
 
 
 def bucket_hist(rows, stage, **match):
@@ -58,8 +53,8 @@ def test_dd_writes_attributed_to_its_pid(loopdev, ioltrace, tmp_path, bs, count)
     pid = str(dd.args and _dd_pid(rows, loopdev.name))
     # Exact, unless a counter shows a completion not seen (UNSEEN).
     ios = totals(rows, "ios", key=pid, op="write", disk=loopdev.name)
-    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
-    assert count - unseen(rows) <= ios <= count, (ios, kernel)
+    kernel = kernel_counters(rows)
+    assert count - unseen_of(kernel) <= ios <= count, (ios, kernel)
     assert totals(rows, "bytes", key=pid, op="write", disk=loopdev.name) == bs * ios
     assert totals(rows, "errors", key=pid) == 0
     # Nobody else wrote to this private device.
@@ -117,8 +112,9 @@ def test_two_writers_in_two_cgroups_get_their_own_bytes(loopdev, ioltrace, make_
     # writer has one in flight at a time: no merges); exact unless a
     # counter shows a completion not seen.
     ios = {cg: totals(rows, "ios", name=cg.rel) for cg in (a, b)}
-    assert 3000 - unseen(rows) <= ios[a] <= 3000 and 700 - unseen(rows) <= ios[b] <= 700, (ios, unseen(rows))
-    assert ios[a] + ios[b] >= 3700 - unseen(rows), (ios, unseen(rows))
+    unseen = unseen_of(kernel_counters(rows))
+    assert 3000 - unseen <= ios[a] <= 3000 and 700 - unseen <= ios[b] <= 700, (ios, unseen)
+    assert ios[a] + ios[b] >= 3700 - unseen, (ios, unseen)
     assert totals(rows, "bytes", name=a.rel) == 4096 * ios[a]
     assert totals(rows, "bytes", name=b.rel) == 16384 * ios[b]
     # Nobody else wrote to this private device.
@@ -141,10 +137,10 @@ def test_fio_qd1_randread_count_and_latency(loopdev, ioltrace, tmp_path):
     rows = rec.read(csv_path)
     # Every I/O is counted, or shows in a counter (UNSEEN). Seen once in
     # ~50 runs: 6143 of 6144, with collision=1.
-    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    kernel = kernel_counters(rows)
     counted = totals(rows, "ios", key=str(fio.pid), op="read")
     lost = job["total_ios"] - counted
-    assert 0 <= lost <= unseen(rows), (lost, kernel)
+    assert 0 <= lost <= unseen_of(kernel), (lost, kernel)
     assert totals(rows, "bytes", key=str(fio.pid), op="read") == (job["total_ios"] - lost) * 4096
     device_p50 = H.percentile(bucket_hist(rows, "device", key=str(fio.pid)), 50)
     fio_p50 = job["clat_ns"]["percentile"]["50.000000"]
@@ -309,10 +305,7 @@ def test_counted_ios_are_device_completions_minus_unmatched_and_missed_complete(
     device = _device_completions(loopdev) - before
     assert t.stop() == 0, t.err
     rows = rec.read(csv_path)
-    kernel = defaultdict(int)
-    for r in rows:
-        if r.key_kind == "kernel":
-            kernel[r.key] += r.count
+    kernel = kernel_counters(rows)
     counted = totals(rows, "ios", disk=loopdev.name)
     assert device >= 340
     # Exact by the formula, unless the kernel skipped a completion without

@@ -15,7 +15,7 @@ import pytest
 from ioltrace.export import csv as rec
 
 from ..support.bench import prog_ids_of
-from .conftest import START_TIMEOUT_S, Ioltrace, attach_loop, need_tool, room, sh, wait_until
+from .conftest import START_TIMEOUT_S, Ioltrace, attach_loop, kernel_counters, need_tool, room, sh, wait_until
 
 IOLTRACE = [sys.executable, "-m", "ioltrace"]
 
@@ -112,10 +112,7 @@ def test_overload_counts_equal_fio_minus_dropped(loopdev, tmp_path, inflight):
     fio_ios = json.loads(fio.stdout)["jobs"][0]["read"]["total_ios"]
     rows = rec.read(csv_path)
     counted = sum(r.count for r in rows if r.stage == "ios" and r.key_kind == "disk")
-    kernel = {r.key: 0 for r in rows if r.key_kind == "kernel"}
-    for r in rows:
-        if r.key_kind == "kernel":
-            kernel[r.key] += r.count
+    kernel = kernel_counters(rows)
     print(f"inflight={inflight}: fio {fio_ios}, counted {counted}, kernel {kernel}")
     # Every I/O ioltrace did not count shows in a counter (docs/RELIABILITY.md):
     # ios counted = completed requests - unmatched - missed_complete, where
@@ -323,10 +320,7 @@ def test_a_full_errno_map_counts_every_error_it_could_not_hold(failing_loop, mak
     rows = [r for r in rec.read(csv_path) if r.layer == layer]
     by_errno = sum(r.count for r in rows if r.stage.startswith("errno:"))
     errors = sum(r.count for r in rows if r.stage == "errors")
-    kernel = {}
-    for r in rec.read(csv_path):
-        if r.key_kind == "kernel":
-            kernel[r.key] = kernel.get(r.key, 0) + r.count
+    kernel = kernel_counters(rec.read(csv_path))
     assert errors == len(seen), (errors, kernel)
     assert kernel[full] > 0 and by_errno + kernel[full] == len(seen), (by_errno, kernel)
     assert f"{full}={kernel[full]}" in t.out    # the footer shows it

@@ -23,7 +23,7 @@ from ioltrace import hist as H
 from ioltrace import layout
 from ioltrace.export import csv as rec
 
-from .conftest import REPO, need_tool, room, sh, unseen_of, wait_until
+from .conftest import REPO, kernel_counters, need_tool, room, sh, unseen_of, wait_until
 from .test_serve import free_port
 
 READ_BS, READS = 4096, 300          # fio job 1: 4 KiB random reads, QD1, psync
@@ -89,7 +89,7 @@ def test_size_and_depth_match_what_fio_issued(loopdev, ioltrace, tmp_path, probe
     writer, wjob = fio(loopdev, tmp_path, "qd8", "randwrite", WRITE_BS, WRITES, "libaio", QD)
     assert t.stop() == 0, t.err
     rows = rec.read(csv_path)
-    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    kernel = kernel_counters(rows)
     n_reads, n_writes = rjob["read"]["total_ios"], wjob["write"]["total_ios"]
     assert (n_reads, n_writes) == (READS, WRITES), (rjob["read"]["total_ios"], wjob["write"]["total_ios"])
 
@@ -238,7 +238,7 @@ def test_depth_counts_requests_a_filter_leaves_out(loopdev, ioltrace, tmp_path, 
     assert {r.name for r in rows if r.stage == "ios"} == {"dd"}     # fio is not traced
     (pid,) = {r.key for r in rows if r.stage == "ios"}
     depth = values(hist_of(rows, "depth", pid))
-    kernel = {r.key: r.count for r in rows if r.key_kind == "kernel" and r.count}
+    kernel = kernel_counters(rows)
     print(f"dd's depths with fio at iodepth {QD} beside it: {depth}; kernel counters {kernel}")
     missed = unseen_of(kernel)
     assert 500 - missed <= sum(depth.values()) <= 500
