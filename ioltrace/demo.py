@@ -318,6 +318,20 @@ class Samples:
         span = (self.times[-1] - self.times[0]) / 1e9
         return (c1 - c0) / span if c0 is not None and c1 is not None and c1 > c0 and span > 0 else None
 
+    def steady_rate(self, i):
+        """Group i's kernel byte rate from its second second of reads to the
+        end, or None when that leaves under two seconds: the reader starts a
+        moment after tracing does (on a loaded machine, seconds after), and the
+        throttle lets a first burst through before it holds the group, so the
+        whole window understates or overstates the rate the limit keeps."""
+        series = [(t, c[i]) for t, c in zip(self.times, self.counts) if c[i] is not None]
+        moving = [k for k in range(1, len(series)) if series[k][1] > series[0][1]]
+        if not moving:
+            return None
+        window = series[moving[0]:]
+        span = (window[-1][0] - window[0][0]) / 1e9 if len(window) >= 2 else 0
+        return (window[-1][1] - window[0][1]) / span if span >= 2 else None
+
 
 def need_root_and_tools(tools):
     """NeedsRoot or BadInput naming the missing tool's package, before anything is made."""
@@ -329,25 +343,10 @@ def need_root_and_tools(tools):
             raise BadInput("demo", f"{t} is not installed", f"apt-get install {pkg} (scripts/setup.sh installs it)")
 
 
-def steady_rate(samples, i):
-    """Group i's kernel byte rate from its second second of reads to the
-    end, or None when that leaves under two seconds: the reader starts a
-    moment after tracing does (on a loaded machine, seconds after), and the
-    throttle lets a first burst through before it holds the group, so the
-    whole window understates or overstates the rate the limit keeps."""
-    series = [(t, c[i]) for t, c in zip(samples.times, samples.counts) if c[i] is not None]
-    moving = [k for k in range(1, len(series)) if series[k][1] > series[0][1]]
-    if not moving:
-        return None
-    window = series[moving[0]:]
-    span = (window[-1][0] - window[0][0]) / 1e9 if len(window) >= 2 else 0
-    return (window[-1][1] - window[0][1]) / span if span >= 2 else None
-
-
 def throttle_result(first, last, samples, resolver, groups_, stat):
     """(held: bool, lines): rates against the limit and where the reads'
     time went, then the verdict. first, last: the live view's snapshots."""
-    k0, k1 = samples.counts[0], samples.counts[-1]
+    readable = samples.counts[0][0] is not None   # the limited group's stat file
     seconds = (last.time_ns - first.time_ns) / 1e9
     whole = maps.delta(last, first)
     per = _per_group(whole, resolver, groups_)
@@ -363,7 +362,7 @@ def throttle_result(first, last, samples, resolver, groups_, stat):
         kernel = samples.rate(i)  # v1: stays 0 without a throttle rule
         whole_rates.append(kernel if kernel is not None else traced)
         if i == 0 and kernel is not None:
-            kernel = steady_rate(samples, 0) or kernel
+            kernel = samples.steady_rate(0) or kernel
         rates.append(kernel if kernel is not None else traced)
         traced_rates.append(traced)
         sc = sys_.get(cg.rel)
@@ -375,11 +374,11 @@ def throttle_result(first, last, samples, resolver, groups_, stat):
         lines.append(f"  {os.path.basename(cg.rel):<9}{fmt.rate(THROTTLE_BPS) if i == 0 else '-':>10}"
                      f"{fmt.rate(traced):>11}{fmt.rate(kernel) if kernel is not None else '-':>11}"
                      f"{sc_mean:>10}{q_mean:>9}{d_mean:>9}")
-    if k0[0] is not None and whole_rates[0] and traced_rates[0] < 0.9 * whole_rates[0]:
+    if readable and whole_rates[0] and traced_rates[0] < 0.9 * whole_rates[0]:
         lines.append("  (ioltrace's count of the limited group misses the reads the throttle held: its worker "
                      "thread submits them later, and ioltrace takes the cgroup from the submitting thread)")
     held = abs(rates[0] - THROTTLE_BPS) <= THROTTLE_TOLERANCE * THROTTLE_BPS
-    source = f"the kernel's {stat}" if k0[0] is not None else "ioltrace's count"
+    source = f"the kernel's {stat}" if readable else "ioltrace's count"
     if held:
         verdict = (f"demo: the limited group was HELD at its limit: {fmt.rate(rates[0])} by {source}, limit "
                    f"{fmt.rate(THROTTLE_BPS)} (within {THROTTLE_TOLERANCE:.0%}), while the free group read "
