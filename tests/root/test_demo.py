@@ -71,6 +71,10 @@ def watch_demo(args, groups, stat, on_sample, timeout=300):
     out, ends, dev = b"", [], None
     deadline = time.monotonic() + timeout
 
+    def tables():
+        """How many of the live view's interval tables stdout has brought."""
+        return out.count(b"\nioltrace top - ") + out.startswith(b"ioltrace top - ")
+
     def drain():
         """What stdout holds now, without waiting; stamps each table's arrival."""
         nonlocal out
@@ -81,10 +85,9 @@ def watch_demo(args, groups, stat, on_sample, timeout=300):
                 return
             if not chunk:
                 return
-            had = out.count(b"\nioltrace top - ") + out.startswith(b"ioltrace top - ")
+            had = tables()
             out += chunk
-            now_ = out.count(b"\nioltrace top - ") + out.startswith(b"ioltrace top - ")
-            ends.extend([time.monotonic()] * (now_ - had))
+            ends.extend([time.monotonic()] * (tables() - had))
 
     try:
         os.set_blocking(proc.stdout.fileno(), False)
